@@ -1,0 +1,3 @@
+//! Consensus: the only user of the `raft` crate.
+pub mod storage;
+pub mod transport;

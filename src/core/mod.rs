@@ -1,0 +1,2 @@
+//! The pure core. See ARCHITECTURE.md.
+pub mod types;

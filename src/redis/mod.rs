@@ -1,0 +1,2 @@
+//! Redis shell: the only user of the `redis` crate.
+pub mod info;
