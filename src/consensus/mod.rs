@@ -1,3 +1,5 @@
 //! Consensus: the only user of the `raft` crate.
+pub mod logger;
+pub mod node;
 pub mod storage;
 pub mod transport;

@@ -1,0 +1,567 @@
+//! Unit tests of the core: feed inputs, assert on the exact commands.
+
+use super::topology::{Entry, FailoverKind, Phase};
+use super::types::{Addr, ConnectedReplica, InstanceInfo, Now, Role};
+use super::*;
+
+const DOWN: u64 = 1000;
+
+fn a(port: u16) -> Addr {
+    Addr::new("127.0.0.1", port)
+}
+
+fn now(ms: u64) -> Now {
+    Now {
+        mono_ms: ms,
+        wall_ms: 1_000_000 + ms,
+    }
+}
+
+fn master_info(replicas: &[u16]) -> InstanceInfo {
+    InstanceInfo {
+        run_id: "m".into(),
+        role: Role::Master {
+            replicas: replicas
+                .iter()
+                .map(|p| ConnectedReplica {
+                    addr: a(*p),
+                    state: "online".into(),
+                    offset: 100,
+                    lag_s: 0,
+                })
+                .collect(),
+        },
+        master_repl_offset: 100,
+    }
+}
+
+fn replica_info(of: u16, offset: u64, priority: u32, run_id: &str) -> InstanceInfo {
+    InstanceInfo {
+        run_id: run_id.into(),
+        role: Role::Replica {
+            master: a(of),
+            link_up: true,
+            link_down_since_s: None,
+            priority,
+            offset,
+        },
+        master_repl_offset: offset,
+    }
+}
+
+fn spec() -> GroupSpec {
+    GroupSpec {
+        name: "g".into(),
+        master: a(1),
+        replicas: vec![a(2), a(3)],
+        down_after_ms: DOWN,
+        quorum: 2,
+        failover_timeout_ms: 10_000,
+        parallel_syncs: 1,
+    }
+}
+
+fn core() -> Core {
+    Core::new(CoreConfig {
+        me: 1,
+        groups: vec![spec()],
+        report_interval_ms: 200,
+        report_ttl_ms: 1000,
+    })
+}
+
+fn leader() -> Input {
+    Input::Raft(RaftState {
+        term: 2,
+        leader: Some(1),
+        is_leader: true,
+        can_act: true,
+    })
+}
+
+fn proposals(cmds: &[Command]) -> Vec<Entry> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Propose(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn actions(cmds: &[Command]) -> Vec<Action> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Redis(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(cmds: &[Command]) -> Vec<String> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Event(e) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn info(c: &mut Core, t: u64, port: u16, i: InstanceInfo) -> Vec<Command> {
+    c.handle(
+        now(t),
+        Input::Probe {
+            addr: a(port),
+            result: ProbeResult::Info(i),
+        },
+    )
+}
+
+fn pong(c: &mut Core, t: u64, port: u16) -> Vec<Command> {
+    c.handle(
+        now(t),
+        Input::Probe {
+            addr: a(port),
+            result: ProbeResult::Pong,
+        },
+    )
+}
+
+fn apply(c: &mut Core, t: u64, e: Entry) -> Vec<Command> {
+    c.handle(
+        now(t),
+        Input::Applied {
+            entry: e,
+            replay: false,
+        },
+    )
+}
+
+fn peer_sees_down(c: &mut Core, t: u64, from: u64, ports: &[u16]) -> Vec<Command> {
+    c.handle(
+        now(t),
+        Input::PeerReport {
+            from,
+            report: Report {
+                sdown: ports.iter().map(|p| a(*p)).collect(),
+            },
+        },
+    )
+}
+
+/// A leader core with the group initialised and all three instances healthy at t=0.
+fn initialised_leader() -> Core {
+    let mut c = core();
+    c.handle(now(0), leader());
+    let cmds = info(&mut c, 0, 1, master_info(&[2, 3]));
+    let p = proposals(&cmds);
+    assert_eq!(
+        p,
+        vec![Entry::InitGroup {
+            group: "g".into(),
+            master: a(1),
+            replicas: vec![a(2), a(3)]
+        }]
+    );
+    apply(&mut c, 0, p[0].clone());
+    c
+}
+
+/// Keep replicas answering with fresh INFO up to time t.
+fn replicas_healthy(c: &mut Core, t: u64, of: u16) {
+    info(c, t, 2, replica_info(of, 100, 100, "b"));
+    info(c, t, 3, replica_info(of, 90, 100, "a"));
+}
+
+#[test]
+fn watch_set_follows_config_then_topology() {
+    let mut c = core();
+    let cmds = c.handle(now(0), Input::Tick);
+    assert!(cmds.contains(&Command::Watch([a(1), a(2), a(3)].into())));
+    // A replica the master lists is watched before it is committed.
+    let cmds = info(&mut c, 0, 1, master_info(&[2, 3, 4]));
+    assert!(cmds.contains(&Command::Watch([a(1), a(2), a(3), a(4)].into())));
+}
+
+#[test]
+fn sdown_only_after_down_after_without_valid_reply() {
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 500, 1);
+    pong(&mut c, 100, 1);
+    let cmds = c.handle(now(1100), Input::Tick);
+    assert!(events(&cmds).is_empty(), "{cmds:?}");
+    let cmds = c.handle(now(1101), Input::Tick);
+    assert!(events(&cmds).contains(&"+sdown master g 127.0.0.1 1".to_string()));
+    assert!(cmds.contains(&Command::Broadcast(Report {
+        sdown: [a(1)].into()
+    })));
+    let cmds = pong(&mut c, 1200, 1);
+    assert!(events(&cmds).contains(&"-sdown master g 127.0.0.1 1".to_string()));
+}
+
+#[test]
+fn odown_needs_quorum_of_fresh_reports() {
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 1000, 1);
+    // Only this daemon sees the master down: no odown, no failover.
+    let cmds = c.handle(now(1001), Input::Tick);
+    assert!(proposals(&cmds).is_empty());
+    // A stale report from peer 2 does not count.
+    peer_sees_down(&mut c, 0, 2, &[1]);
+    let cmds = c.handle(now(1050), Input::Tick);
+    assert!(proposals(&cmds).is_empty());
+    assert!(!events(&cmds).iter().any(|e| e.starts_with("+odown")));
+    // A fresh one does.
+    let cmds = peer_sees_down(&mut c, 1060, 2, &[1]);
+    assert!(events(&cmds).contains(&"+odown master g 127.0.0.1 1 #quorum 2".to_string()));
+    assert_eq!(proposals(&cmds).len(), 1);
+}
+
+#[test]
+fn automatic_failover_step_by_step() {
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 1000, 1);
+    peer_sees_down(&mut c, 1000, 2, &[1]);
+    let cmds = c.handle(now(1001), Input::Tick);
+    // 1. Intent first, no Redis action before it is committed.
+    assert!(actions(&cmds).is_empty());
+    let start = Entry::StartFailover {
+        group: "g".into(),
+        epoch: 1,
+        from: a(1),
+        to: a(2), // higher offset than :3
+        kind: FailoverKind::Auto,
+        started_wall_ms: 1_001_001,
+    };
+    assert_eq!(proposals(&cmds), vec![start.clone()]);
+    // Not proposed twice while pending.
+    assert!(proposals(&c.handle(now(1002), Input::Tick)).is_empty());
+    // 2. Committed -> promote with the new epoch.
+    let cmds = apply(&mut c, 1010, start);
+    assert!(events(&cmds).contains(&"+try-failover master g 127.0.0.1 1".to_string()));
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1);
+    assert_eq!(
+        (acts[0].epoch, &acts[0].target, &acts[0].op),
+        (1, &a(2), &Op::Promote)
+    );
+    let cmds = c.handle(
+        now(1050),
+        Input::ActionDone {
+            id: acts[0].id,
+            result: Ok(()),
+        },
+    );
+    let promoted = Entry::PromotedMaster {
+        group: "g".into(),
+        epoch: 1,
+        master: a(2),
+    };
+    assert_eq!(proposals(&cmds), vec![promoted.clone()]);
+    // 3. Committed new master -> +switch-master, then repoint :3 once fresh INFO
+    //    shows it still follows the old master.
+    let cmds = apply(&mut c, 1060, promoted);
+    assert!(events(&cmds).contains(&"+switch-master g 127.0.0.1 1 127.0.0.1 2".to_string()));
+    let cmds = info(&mut c, 1100, 3, replica_info(1, 90, 100, "a"));
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1);
+    assert_eq!((acts[0].epoch, &acts[0].op), (1, &Op::ReplicaOf(a(2))));
+    c.handle(
+        now(1150),
+        Input::ActionDone {
+            id: acts[0].id,
+            result: Ok(()),
+        },
+    );
+    // New master answers, replica follows it -> finish.
+    info(&mut c, 1200, 2, master_info(&[3]));
+    let cmds = info(&mut c, 1200, 3, replica_info(2, 90, 100, "a"));
+    assert_eq!(
+        proposals(&cmds),
+        vec![Entry::FinishFailover {
+            group: "g".into(),
+            epoch: 1,
+            completed_wall_ms: 1_001_200
+        }]
+    );
+}
+
+fn failed_over_leader() -> Core {
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 1000, 1);
+    peer_sees_down(&mut c, 1000, 2, &[1]);
+    for e in [
+        Entry::StartFailover {
+            group: "g".into(),
+            epoch: 1,
+            from: a(1),
+            to: a(2),
+            kind: FailoverKind::Auto,
+            started_wall_ms: 1_001_001,
+        },
+        Entry::PromotedMaster {
+            group: "g".into(),
+            epoch: 1,
+            master: a(2),
+        },
+        Entry::FinishFailover {
+            group: "g".into(),
+            epoch: 1,
+            completed_wall_ms: 1_001_100,
+        },
+    ] {
+        apply(&mut c, 1100, e);
+    }
+    c
+}
+
+#[test]
+fn returning_old_master_is_demoted_on_first_answer() {
+    let mut c = failed_over_leader();
+    info(&mut c, 2000, 2, master_info(&[3]));
+    info(&mut c, 2000, 3, replica_info(2, 90, 100, "a"));
+    let cmds = info(&mut c, 2000, 1, master_info(&[]));
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1, "{cmds:?}");
+    assert_eq!(
+        (&acts[0].target, &acts[0].op, acts[0].epoch),
+        (&a(1), &Op::ReplicaOf(a(2)), 1)
+    );
+    let cmds = c.handle(
+        now(2050),
+        Input::ActionDone {
+            id: acts[0].id,
+            result: Ok(()),
+        },
+    );
+    assert!(events(&cmds)
+        .contains(&"+convert-to-slave slave 127.0.0.1:1 127.0.0.1 1 @ g 127.0.0.1 2".to_string()));
+}
+
+#[test]
+fn cooldown_counts_completed_failovers() {
+    let mut c = failed_over_leader();
+    info(&mut c, 2000, 1, replica_info(2, 100, 100, "c"));
+    info(&mut c, 2000, 3, replica_info(2, 90, 100, "a"));
+    // New master :2 dies 2 s after the failover completed (timeout 10 s).
+    info(&mut c, 3150, 1, replica_info(2, 100, 100, "c"));
+    info(&mut c, 3150, 3, replica_info(2, 90, 100, "a"));
+    let cmds = peer_sees_down(&mut c, 3200, 3, &[2]);
+    assert!(proposals(&cmds).is_empty());
+    assert!(events(&cmds)
+        .iter()
+        .any(|e| e.starts_with("-failover-cooldown")));
+}
+
+#[test]
+fn aborted_failover_does_not_start_cooldown_and_next_epoch_follows() {
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 1000, 1);
+    peer_sees_down(&mut c, 1000, 2, &[1]);
+    let start = proposals(&c.handle(now(1001), Input::Tick));
+    apply(&mut c, 1001, start[0].clone());
+    // The chosen replica :2 dies before it is promoted.
+    let mut cmds = info(&mut c, 2100, 3, replica_info(1, 90, 100, "a"));
+    cmds.extend(peer_sees_down(&mut c, 2100, 2, &[1, 2]));
+    cmds.extend(c.handle(now(2100), Input::Tick));
+    let p = proposals(&cmds);
+    assert!(
+        matches!(&p[..], [Entry::AbortFailover { epoch: 1, .. }]),
+        "{p:?}"
+    );
+    // Next failover, proposed as soon as the abort is applied: epoch 2, to the
+    // remaining replica :3, no cool-down.
+    let cmds = apply(&mut c, 2100, p[0].clone());
+    let p = proposals(&cmds);
+    assert!(
+        matches!(&p[..], [Entry::StartFailover { epoch: 2, to, .. }] if *to == a(3)),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn no_eligible_replica_means_no_failover_and_one_event() {
+    let mut c = initialised_leader();
+    info(&mut c, 1000, 2, replica_info(1, 100, 0, "b"));
+    info(&mut c, 1000, 3, replica_info(1, 100, 0, "a"));
+    peer_sees_down(&mut c, 1000, 2, &[1]);
+    let cmds = c.handle(now(1001), Input::Tick);
+    assert!(proposals(&cmds).is_empty());
+    let ev = events(&cmds);
+    assert!(
+        ev.iter()
+            .any(|e| e.starts_with("-failover-abort-no-good-slave master g")
+                && e.contains("replica-priority is 0")),
+        "{ev:?}"
+    );
+    let cmds = c.handle(now(1002), Input::Tick);
+    assert!(events(&cmds).is_empty(), "announced once");
+}
+
+#[test]
+fn followers_never_act() {
+    let mut c = core();
+    c.handle(
+        now(0),
+        Input::Raft(RaftState {
+            term: 2,
+            leader: Some(2),
+            is_leader: false,
+            can_act: false,
+        }),
+    );
+    let cmds = info(&mut c, 0, 1, master_info(&[2, 3]));
+    assert!(proposals(&cmds).is_empty() && actions(&cmds).is_empty());
+    // Committed entries still apply and publish events on followers.
+    let cmds = apply(
+        &mut c,
+        0,
+        Entry::InitGroup {
+            group: "g".into(),
+            master: a(1),
+            replicas: vec![a(2), a(3)],
+        },
+    );
+    assert_eq!(
+        events(&cmds),
+        vec!["+monitor master g 127.0.0.1 1".to_string()]
+    );
+    replicas_healthy(&mut c, 1000, 1);
+    peer_sees_down(&mut c, 1000, 3, &[1]);
+    let cmds = c.handle(now(1001), Input::Tick);
+    assert!(proposals(&cmds).is_empty() && actions(&cmds).is_empty());
+}
+
+#[test]
+fn new_leader_finishes_a_failover_its_predecessor_started() {
+    let mut c = core();
+    apply(
+        &mut c,
+        0,
+        Entry::InitGroup {
+            group: "g".into(),
+            master: a(1),
+            replicas: vec![a(2), a(3)],
+        },
+    );
+    apply(
+        &mut c,
+        0,
+        Entry::StartFailover {
+            group: "g".into(),
+            epoch: 1,
+            from: a(1),
+            to: a(3),
+            kind: FailoverKind::Auto,
+            started_wall_ms: 1_000_000,
+        },
+    );
+    // The old leader died; this daemon becomes leader and sees the target
+    // already promoted by its predecessor.
+    c.handle(now(500), leader());
+    let cmds = info(&mut c, 600, 3, master_info(&[]));
+    assert_eq!(
+        proposals(&cmds),
+        vec![Entry::PromotedMaster {
+            group: "g".into(),
+            epoch: 1,
+            master: a(3)
+        }]
+    );
+}
+
+#[test]
+fn new_leader_promotes_when_predecessor_did_not() {
+    let mut c = core();
+    for e in [
+        Entry::InitGroup {
+            group: "g".into(),
+            master: a(1),
+            replicas: vec![a(2), a(3)],
+        },
+        Entry::StartFailover {
+            group: "g".into(),
+            epoch: 1,
+            from: a(1),
+            to: a(3),
+            kind: FailoverKind::Auto,
+            started_wall_ms: 1_000_000,
+        },
+    ] {
+        apply(&mut c, 0, e);
+    }
+    info(&mut c, 400, 3, replica_info(1, 5, 100, "x"));
+    let cmds = c.handle(now(500), leader());
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1);
+    assert_eq!(
+        (&acts[0].target, &acts[0].op, acts[0].epoch),
+        (&a(3), &Op::Promote, 1)
+    );
+    // Losing leadership forgets in-flight work; results are ignored.
+    c.handle(
+        now(700),
+        Input::Raft(RaftState {
+            term: 3,
+            leader: Some(2),
+            is_leader: false,
+            can_act: false,
+        }),
+    );
+    let cmds = c.handle(
+        now(710),
+        Input::ActionDone {
+            id: acts[0].id,
+            result: Ok(()),
+        },
+    );
+    assert!(proposals(&cmds).is_empty());
+}
+
+#[test]
+fn failover_timeout_in_promotion_aborts() {
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 1000, 1);
+    peer_sees_down(&mut c, 1000, 2, &[1]);
+    let p = proposals(&c.handle(now(1001), Input::Tick));
+    let cmds = apply(&mut c, 1001, p[0].clone());
+    let id = actions(&cmds)[0].id;
+    c.handle(
+        now(1100),
+        Input::ActionDone {
+            id,
+            result: Err("READONLY".into()),
+        },
+    );
+    // Keep :2 answering as a replica; after failover_timeout the intent aborts.
+    let mut last = Vec::new();
+    for t in (1200..=11_500).step_by(500) {
+        last = pong(&mut c, t, 2);
+        last.extend(pong(&mut c, t, 3));
+        last.extend(peer_sees_down(&mut c, t, 2, &[1]));
+        last.extend(c.handle(now(t), Input::Tick));
+        if !proposals(&last).is_empty() {
+            break;
+        }
+    }
+    assert!(
+        matches!(&proposals(&last)[..], [Entry::AbortFailover { epoch: 1, reason, .. }] if reason.contains("failover-timeout"))
+    );
+}
+
+#[test]
+fn status_shows_who_sees_what_down() {
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 1000, 1);
+    peer_sees_down(&mut c, 1000, 2, &[1]);
+    c.handle(now(1001), Input::Tick);
+    let s = c.status(now(1001));
+    let g = &s.groups[0];
+    assert_eq!(g.master, Some(a(1)));
+    assert!(g.odown);
+    let m = g.instances.iter().find(|i| i.addr == a(1)).unwrap();
+    assert_eq!(m.seen_down_by, vec![1, 2]);
+    let r = g.instances.iter().find(|i| i.addr == a(3)).unwrap();
+    assert_eq!(r.reported_role.as_deref(), Some("slave"));
+    assert!(g.failover.is_none());
+    let _ = Phase::Promoting;
+}

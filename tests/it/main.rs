@@ -1,0 +1,5 @@
+//! Integration tests, one binary (`cargo test --test it`). `harness` starts
+//! real redis-server processes; the other modules test one area each.
+
+mod harness;
+mod redis_shell;
