@@ -3,3 +3,4 @@
 
 mod harness;
 mod redis_shell;
+mod sim;
