@@ -100,7 +100,10 @@ mod tests {
             text.contains("INFO raft_rs: became leader at term 3 term=3 raft_id=7"),
             "{text}"
         );
-        assert!(text.contains("WARN raft_rs: odd peer=n2 raft_id=7"), "{text}");
+        assert!(
+            text.contains("WARN raft_rs: odd peer=n2 raft_id=7"),
+            "{text}"
+        );
         assert!(!text.contains("hidden"), "{text}");
     }
 }

@@ -119,7 +119,7 @@ pub enum TransportError {
     Timeout { addr: String },
     #[error("{addr}: bad magic")]
     BadMagic { addr: String },
-    #[error("{addr}: authentication failed")]
+    #[error("{addr}: authentication failed (is peer_secret the same on every node?)")]
     AuthFailed { addr: String },
     #[error("{addr}: unknown peer id {id}")]
     UnknownPeer { addr: String, id: u64 },
@@ -343,7 +343,16 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     s.flush().await.map_err(io_err(addr))?;
 
     let mut reply = [0u8; TAG_LEN];
-    s.read_exact(&mut reply).await.map_err(io_err(addr))?;
+    s.read_exact(&mut reply).await.map_err(|e| {
+        // The server closes without a word when our MAC is wrong.
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            TransportError::AuthFailed {
+                addr: addr.to_string(),
+            }
+        } else {
+            io_err(addr)(e)
+        }
+    })?;
     handshake_mac(secret, b"server", &nonce_c, &nonce_s, me, server, addr)?
         .verify_slice(&reply)
         .map_err(|_| TransportError::AuthFailed {

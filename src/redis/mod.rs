@@ -446,3 +446,45 @@ impl Instance {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon drives instances from spawned tasks.
+    #[test]
+    fn futures_are_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let mut i = Instance::new(
+            Addr::new("127.0.0.1", 1),
+            RedisAuth::default(),
+            Duration::from_millis(1),
+        );
+        is_send(&i);
+        is_send(&i.ping());
+        is_send(&i.info());
+        is_send(&i.promote());
+        let master = Addr::new("127.0.0.1", 2);
+        is_send(&i.replicate_from(&master));
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let auth = RedisAuth {
+            username: Some("raft".into()),
+            password: Some(crate::config::Secret::new("hunter2")),
+        };
+        let i = Instance::new(Addr::new("h", 1), auth, Duration::from_secs(1));
+        let shown = format!("{i:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("raft"), "{shown}");
+    }
+
+    #[test]
+    fn server_reply_text() {
+        let r = ServerReply::new("WRONGPASS", Some("invalid username-password pair"));
+        assert_eq!(r.text, "WRONGPASS invalid username-password pair");
+        assert!(r.is_auth());
+        assert_eq!(ServerReply::new("BUSY", None).text, "BUSY");
+    }
+}
