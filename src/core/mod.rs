@@ -661,7 +661,10 @@ impl Core {
             .collect();
         for addr in addrs {
             let h = self.health.get(addr);
-            let info = h.and_then(|h| h.info.as_ref());
+            // A down instance reports nothing: its last INFO is history.
+            let info = h
+                .and_then(|h| h.info.as_ref())
+                .filter(|_| !self.sdown_announced.contains(addr));
             let (reported_role, replica_of, link_up, offset) = match info.map(|i| &i.role) {
                 Some(Role::Master { .. }) => (
                     Some("master".to_string()),
