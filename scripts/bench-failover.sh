@@ -21,7 +21,10 @@
 # writes missing from LRANGE logs_queue 0 -1 on the final master;
 # lost_unreplicated_window is the part of them that the killed master had
 # acknowledged before it died (unreplicated at the kill: expected with Redis's
-# asynchronous replication), unreplicated_window_ms how far back they go.
+# asynchronous replication), unreplicated_window_ms how far back they go, and
+# lost_other_seqs (only when present) the first lost seqs that are not in that
+# window, i.e. real losses. kill_to_first_ack_ms: from the kill to the first
+# write acknowledged by the new master.
 #
 # Environment: BENCH_REDIS_PORT (first of 3 Redis ports, default 16379),
 # BENCH_PEER_PORT (first of 3 daemon ports, default 17001), BENCH_KEEP=1 keeps

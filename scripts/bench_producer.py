@@ -119,17 +119,19 @@ def produce(args):
             if m != master:
                 say(f"master is {m}")
                 master, since = m, 0.0
-            conn = connect(m)
         seq += 1
         try:
+            if conn is None:
+                conn = connect(master)
             conn.rpush(args.key, seq)
         except (redis.exceptions.RedisError, OSError) as e:
             failures += 1
             say(f"write {seq} to {master} failed: {type(e).__name__}: {e}")
-            try:
-                conn.close()
-            except Exception:  # pylint: disable=broad-except
-                pass
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # pylint: disable=broad-except
+                    pass
             conn, since = None, 0.0
             time.sleep(args.poll_ms / 1000.0)
             continue
@@ -212,8 +214,6 @@ def analyze(args):
         first_new = next(
             (a[0] for a in acks if a[0] > run["kill_ms"] and a[2] == run["new"]), None
         )
-        last_old = max((a[0] for a in acks if a[2] == run["old"] and a[0] <= run["kill_ms"] + 1000
-                        and a[0] >= run["start_ms"]), default=None)
         line = {
             "run": run["run"],
             "outage_ms": round(outage) if outage is not None else None,
@@ -222,7 +222,6 @@ def analyze(args):
             "new_master": run["new"],
             "old_master": run["old"],
             "kill_to_first_ack_ms": round(first_new - run["kill_ms"]) if first_new else None,
-            "last_ack_before_kill_ms": round(run["kill_ms"] - last_old) if last_old else None,
             "lost_unreplicated_window": len(unrepl),
         }
         if unrepl:

@@ -8,6 +8,11 @@
 # on exit, whatever happens. Exits non-zero if a step does not happen in time.
 #
 # Usage: scripts/demo.sh            (RAFTINEL_DEMO_KEEP=1 keeps /tmp/raftinel-demo)
+#
+# If the ports are taken by something you cannot stop, the demo can run in a
+# private network namespace with a private /tmp (as root):
+#   unshare --net --mount --fork bash -c \
+#     'ip link set lo up && mount -t tmpfs tmpfs /tmp && scripts/demo.sh'
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -131,8 +136,13 @@ rt_say ""
 rt_say "    \$ raftinel status --config config/demo/node1.toml"
 rt_print_status "$CFG1"
 rt_say ""
-rt_say "    Events (log target raftinel::event):"
-rt_events "$DEMO_DIR"/daemon{1,2,3}.log
+LEADER_LOG="$DEMO_DIR/daemon$ST_LEADER.log"
+rt_say "    Events (log target raftinel::event) logged by the Raft leader, daemon $ST_LEADER:"
+rt_events "$LEADER_LOG"
+rt_say "    and what the other daemons saw down or up themselves (+sdown/-sdown):"
+for n in 1 2 3; do
+    if [ "$n" != "$ST_LEADER" ]; then rt_events "$DEMO_DIR/daemon$n.log" | grep -E '[-+]sdown' || true; fi
+done
 
 rt_step "6. Restarting the old master $OLD_MASTER (same dir, same redis.conf)"
 LOG_MARKS=()

@@ -118,9 +118,9 @@ rt_spawn() {
     local __var="$1" log="$2"
     shift 2
     "$@" >>"$log" 2>&1 </dev/null &
-    local pid=$!
-    RT_PIDS+=("$pid")
-    printf -v "$__var" '%s' "$pid"
+    local __pid=$!
+    RT_PIDS+=("$__pid")
+    printf -v "$__var" '%s' "$__pid"
 }
 
 # Stop every process this script started: SIGTERM, then SIGKILL after 3 s.
@@ -184,6 +184,9 @@ rt_redis_conf() {
         echo "dbfilename dump.rdb"
         echo "appendonly yes"
         echo "save \"\""
+        # Redis 7 waits 5 s before a diskless full sync in case more replicas
+        # come; nothing else joins here, so start at once.
+        echo "repl-diskless-sync-delay 0"
         if [ -n "$master_port" ]; then echo "replicaof 127.0.0.1 $master_port"; fi
     } >"$dir/redis.conf"
 }

@@ -26,7 +26,7 @@ use protobuf::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -116,14 +116,30 @@ struct ActionMsg {
 /// Probe one instance forever: PING every `interval`, INFO every second and
 /// right after any failure, so a returning instance is seen (and, if it is an
 /// old master, demoted) on its first answer.
-async fn probe_loop(mut inst: Instance, interval: Duration, tx: mpsc::Sender<ProbeMsg>) {
+/// A bump of `refresh` (the topology changed, or an action completed) asks for
+/// INFO at once, so the reconciler sees the effect without waiting a period.
+async fn probe_loop(
+    mut inst: Instance,
+    interval: Duration,
+    tx: mpsc::Sender<ProbeMsg>,
+    mut refresh: watch::Receiver<u64>,
+) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_info: Option<Instant> = None;
     let mut healthy = false;
     loop {
-        tick.tick().await;
-        let want_info = !healthy || last_info.is_none_or(|t| t.elapsed() >= INFO_PERIOD);
+        let mut forced = false;
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = refresh.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                forced = true;
+            }
+        }
+        let want_info = forced || !healthy || last_info.is_none_or(|t| t.elapsed() >= INFO_PERIOD);
         let result = if want_info {
             match inst.info().await {
                 Ok(i) => {
@@ -158,6 +174,8 @@ struct Shell {
     probes: BTreeMap<Addr, JoinHandle<()>>,
     probe_tx: mpsc::Sender<ProbeMsg>,
     action_tx: mpsc::Sender<ActionMsg>,
+    /// Bumped to make every probe fetch INFO now.
+    refresh: watch::Sender<u64>,
     last_raft: RaftState,
     /// Group of each watched instance, for its auth and ping interval.
     group_of: BTreeMap<Addr, String>,
@@ -271,7 +289,12 @@ impl Shell {
             let inst = Instance::new(addr.clone(), self.auth_for(&group), self.cfg.redis_timeout);
             let interval = self.ping_interval_for(&group);
             info!(message = "watching redis instance", %addr, group = %group);
-            let h = tokio::spawn(probe_loop(inst, interval, self.probe_tx.clone()));
+            let h = tokio::spawn(probe_loop(
+                inst,
+                interval,
+                self.probe_tx.clone(),
+                self.refresh.subscribe(),
+            ));
             self.probes.insert(addr, h);
         }
     }
@@ -474,6 +497,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         probes: BTreeMap::new(),
         probe_tx,
         action_tx,
+        refresh: watch::channel(0).0,
         last_raft: RaftState::default(),
         group_of: BTreeMap::new(),
     };
@@ -490,7 +514,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             _ = core_timer.tick() => shell.feed(Input::Tick),
             Some(inb) = in_rx.recv() => shell.on_inbound(inb),
             Some(p) = probe_rx.recv() => shell.feed(Input::Probe { addr: p.addr, result: p.result }),
-            Some(a) = action_rx.recv() => shell.feed(Input::ActionDone { id: a.id, result: a.result }),
+            Some(a) = action_rx.recv() => {
+                shell.feed(Input::ActionDone { id: a.id, result: a.result });
+                shell.refresh.send_modify(|g| *g += 1);
+            }
             _ = &mut shutdown => {
                 info!(message = "shutting down");
                 break;

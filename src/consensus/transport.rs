@@ -917,7 +917,8 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(err, TransportError::Closed { .. }), "{err}");
+        // The client is told why: the server closed during the handshake.
+        assert!(matches!(err, TransportError::AuthFailed { .. }), "{err}");
         logs.wait_for("authentication failed").await;
 
         // A peer with the wrong secret never connects.

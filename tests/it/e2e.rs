@@ -37,8 +37,12 @@ fn kill9_master_promotes_repoints_and_rejoins_old_master() {
     let c = Cluster::start(&[group_of("mymaster", &master, &replicas)]);
     let (m0, e0) = c.wait_settled("mymaster", T);
     assert_eq!((m0.as_str(), e0), (master.addr().to_string().as_str(), 0));
-    master.cmd(&["RPUSH", "logs_queue", "line-1"]);
-    master.cmd(&["WAIT", "2", "1000"]);
+    // WAIT must run on the connection that wrote.
+    let acked = master.cmds(&[&["RPUSH", "logs_queue", "line-1"], &["WAIT", "2", "2000"]]);
+    assert!(
+        acked.trim_end().ends_with('2'),
+        "both replicas acknowledged: {acked}"
+    );
     master.kill9();
 
     let (m1, e1) = wait_new_master(&c, "mymaster", &m0);

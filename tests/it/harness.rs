@@ -15,7 +15,7 @@
 
 use raftinel::core::types::Addr;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -227,7 +227,8 @@ impl RedisProc {
 
     /// Runs `redis-cli` with `args` (authenticated with `requirepass` if set)
     /// and returns its output without the trailing newline. Error replies come
-    /// back as text (`ERR ...`), not as a panic.
+    /// back as text (`ERR ...`), not as a panic. Each call is a new
+    /// connection: see [`RedisProc::cmds`] for `WAIT` and friends.
     pub fn cmd(&self, args: &[&str]) -> String {
         let mut cli = Command::new("redis-cli");
         cli.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
@@ -246,6 +247,62 @@ impl RedisProc {
             return format!("{text}{}", String::from_utf8_lossy(&out.stderr).trim_end());
         }
         text
+    }
+
+    /// Runs several commands on ONE connection (`redis-cli` reading them from
+    /// stdin) and returns their replies, one after the other. Needed for
+    /// per-connection commands: `WAIT` only waits for the writes of its own
+    /// connection, so `cmd(&["WAIT", ..])` after `cmd(&["SET", ..])` returns
+    /// at once without waiting for anything.
+    pub fn cmds(&self, cmds: &[&[&str]]) -> String {
+        let script: String = cmds
+            .iter()
+            .map(|args| {
+                let quoted: Vec<String> = args
+                    .iter()
+                    .map(|a| format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\"")))
+                    .collect();
+                quoted.join(" ") + "\n"
+            })
+            .collect();
+        let mut cli = Command::new("redis-cli");
+        cli.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(p) = &self.opts.requirepass {
+            cli.env("REDISCLI_AUTH", p);
+        }
+        let mut child = cli
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(script.as_bytes())
+            .expect("write to redis-cli");
+        let out = child.wait_with_output().expect("wait for redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout);
+        format!(
+            "{}{}",
+            text.trim_end_matches('\n'),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )
+    }
+
+    /// Waits until every replica has applied everything this master has
+    /// written (`slave_repl_offset` >= the master's `master_repl_offset`).
+    pub fn wait_in_sync(&self, replicas: &[&RedisProc], timeout: Duration) {
+        let offset = |p: &RedisProc, field: &str| -> Option<u64> {
+            p.info_field("replication", field)?.trim().parse().ok()
+        };
+        let target = offset(self, "master_repl_offset").unwrap_or(0);
+        for r in replicas {
+            r.wait_until(&format!("replica offset >= {target}"), timeout, |r| {
+                offset(r, "slave_repl_offset").is_some_and(|o| o >= target)
+            });
+        }
     }
 
     /// The role `ROLE` reports: `master` or `slave` (empty if unreachable).

@@ -96,7 +96,13 @@ async fn info_on_master_lists_replica() {
 async fn info_on_replica() {
     let (m, replicas) = start_group(&RedisOpts::default(), 1);
     let r = &replicas[0];
-    m.cmd(&["SET", "k", "v"]);
+    // One connection: WAIT waits for this connection's writes.
+    assert_eq!(
+        m.cmds(&[&["SET", "k", "v"], &["WAIT", "1", "5000"]]),
+        "OK\n1"
+    );
+    m.wait_in_sync(&[r], WAIT);
+    let master_offset = instance(&m).info().await.unwrap().master_repl_offset;
     let info = instance(r).info().await.unwrap();
     assert_eq!(info.master_addr(), Some(&m.addr()));
     match info.role {
@@ -104,11 +110,16 @@ async fn info_on_replica() {
             link_up,
             link_down_since_s,
             priority,
+            offset,
             ..
         } => {
             assert!(link_up);
             assert_eq!(link_down_since_s, None);
             assert_eq!(priority, 100);
+            assert!(
+                offset >= master_offset && offset > 0,
+                "{offset} vs {master_offset}"
+            );
         }
         other => panic!("{other:?}"),
     }
