@@ -19,4 +19,5 @@ pub mod consensus;
 pub mod control;
 pub mod core;
 pub mod daemon;
+pub mod discovery;
 pub mod redis;

@@ -1,0 +1,2 @@
+//! The Sentinel-compatible discovery port.
+pub mod view;
