@@ -16,13 +16,32 @@ use std::time::Duration;
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     Status,
+    /// Planned switchover (or forced failover); answered by the leader.
+    Failover {
+        group: String,
+        opts: crate::core::FailoverOptions,
+    },
+    /// Maintenance mode on/off; answered by the leader.
+    Maintenance {
+        group: String,
+        on: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
-    Status { status: Value },
-    Error { message: String },
+    Status {
+        status: Value,
+    },
+    /// The leader accepted the request; `epoch` of the failover it proposed.
+    Accepted {
+        epoch: Option<u64>,
+        leader: u64,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// One daemon's answer (or why there was none).
@@ -67,6 +86,7 @@ pub async fn status_all(cfg: &Config, limit: Duration) -> Vec<DaemonAnswer> {
             let (status, error) = match r {
                 Ok(Response::Status { status }) => (Some(status), None),
                 Ok(Response::Error { message }) => (None, Some(message)),
+                Ok(Response::Accepted { .. }) => (None, Some("unexpected answer".into())),
                 Err(e) => (None, Some(e)),
             };
             let answer = DaemonAnswer {
@@ -139,11 +159,16 @@ pub fn render(answers: &[DaemonAnswer]) -> String {
     for g in view["groups"].as_array().into_iter().flatten() {
         let _ = writeln!(
             o,
-            "  {}  epoch {}  master {}  quorum {}{}{}",
+            "  {}  epoch {}  master {}  quorum {}{}{}{}",
             s(&g["name"]),
             s(&g["epoch"]),
             s(&g["master"]),
             s(&g["quorum"]),
+            if g["maintenance"] == Value::Bool(true) {
+                "  MAINTENANCE"
+            } else {
+                ""
+            },
             if g["odown"] == Value::Bool(true) {
                 "  ODOWN"
             } else {
@@ -191,4 +216,35 @@ pub fn render(answers: &[DaemonAnswer]) -> String {
         }
     }
     o
+}
+
+/// Send a mutating request to the first daemon that answers (any daemon
+/// forwards it to the Raft leader).
+pub async fn send_to_cluster(
+    cfg: &Config,
+    req: &Request,
+    limit: Duration,
+) -> Result<Response, String> {
+    let mut errors = Vec::new();
+    for p in &cfg.peers {
+        match request(cfg, p.id, &p.addr, req, limit).await {
+            Ok(r) => return Ok(r),
+            Err(e) => errors.push(format!("daemon {} ({}): {e}", p.id, p.addr)),
+        }
+    }
+    Err(format!("no daemon answered: {}", errors.join("; ")))
+}
+
+/// The group as the current leader sees it.
+pub async fn leader_group(cfg: &Config, group: &str, limit: Duration) -> Option<Value> {
+    let answers = status_all(cfg, limit).await;
+    let leader = answers
+        .iter()
+        .filter_map(|a| a.status.as_ref())
+        .find(|st| st["raft"]["can_act"] == Value::Bool(true))?;
+    leader["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["name"] == group)
+        .cloned()
 }

@@ -15,18 +15,24 @@ use crate::consensus::transport::{
     self, Frame, Inbound, Peers, KIND_RAFT, KIND_REPORT, KIND_REQUEST, KIND_RESPONSE,
 };
 use crate::control::{Request, Response};
+use crate::core::events::Event;
 use crate::core::health::Report;
 use crate::core::topology::{Entry, Topology};
 use crate::core::types::{Addr, NodeId, Now};
+use crate::core::StatusView;
 use crate::core::{
-    Action, Command, Core, CoreConfig, GroupSpec, Input, Op, ProbeResult, RaftState,
+    Action, Command, Core, CoreConfig, FailoverOptions, GroupSpec, Input, Op, ProbeResult,
+    RaftState,
+};
+use crate::discovery::view::{
+    myid_of, DiscoveryHandles, DiscoveryView, FailoverRequest, GroupView, PeerView, ReplicaView,
 };
 use crate::redis::Instance;
 use protobuf::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -176,6 +182,17 @@ struct Shell {
     action_tx: mpsc::Sender<ActionMsg>,
     /// Bumped to make every probe fetch INFO now.
     refresh: watch::Sender<u64>,
+    /// Last Raft message from each peer.
+    last_heard: BTreeMap<NodeId, Instant>,
+    /// Read-index requests in flight: context -> when issued.
+    reads: BTreeMap<u64, Instant>,
+    next_read: u64,
+    /// Confirmed reads waiting for `applied` to reach their index.
+    confirmed: Vec<(u64, Instant)>,
+    /// This daemon holds the latest committed topology until then.
+    fresh_until: Option<Instant>,
+    view_tx: watch::Sender<DiscoveryView>,
+    events_tx: broadcast::Sender<Event>,
     last_raft: RaftState,
     /// Group of each watched instance, for its auth and ping interval.
     group_of: BTreeMap<Addr, String>,
@@ -216,7 +233,10 @@ impl Shell {
                 }
                 Command::Redis(a) => self.spawn_action(a),
                 Command::Broadcast(report) => self.broadcast(&report),
-                Command::Event(ev) => info!(target: "raftinel::event", "{ev}"),
+                Command::Event(ev) => {
+                    info!(target: "raftinel::event", "{ev}");
+                    let _ = self.events_tx.send(ev);
+                }
                 Command::Watch(set) => self.watch(set),
             }
         }
@@ -231,22 +251,36 @@ impl Shell {
             op = ?a.op
         );
         let auth = self.auth_for(&a.group);
-        let mut inst = Instance::new(a.target.clone(), auth, self.cfg.redis_timeout);
+        let timeout = self.cfg.redis_timeout;
         let tx = self.action_tx.clone();
         tokio::spawn(async move {
+            let mut inst = Instance::new(a.target.clone(), auth.clone(), timeout);
             let result = match &a.op {
-                Op::Promote => inst.promote().await,
-                Op::ReplicaOf(m) => inst.replicate_from(m).await,
+                Op::Promote => inst.promote().await.map_err(|e| e.to_string()),
+                Op::ReplicaOf(m) => {
+                    let r = inst.replicate_from(m).await.map_err(|e| e.to_string());
+                    if r.is_ok() {
+                        // A demoted old master may still be paused by a
+                        // switchover; its blocked writers were just killed.
+                        let _ = inst.unpause().await;
+                    }
+                    r
+                }
+                Op::Unpause => inst.unpause().await.map_err(|e| e.to_string()),
+                Op::Switchover {
+                    old_master,
+                    timeout_ms,
+                } => {
+                    let mut old = Instance::new(old_master.clone(), auth, timeout);
+                    crate::redis::switchover::switchover(&mut old, &mut inst, Duration::from_millis(*timeout_ms))
+                        .await
+                        .map(|note| info!(message = "switchover", group = %a.group, epoch = a.epoch, %note))
+                }
             };
             if let Err(e) = &result {
                 warn!(message = "redis action failed", group = %a.group, epoch = a.epoch, target = %a.target, error = %e);
             }
-            let _ = tx
-                .send(ActionMsg {
-                    id: a.id,
-                    result: result.map_err(|e| e.to_string()),
-                })
-                .await;
+            let _ = tx.send(ActionMsg { id: a.id, result }).await;
         });
     }
 
@@ -311,6 +345,15 @@ impl Shell {
                     Err(e) => warn!(message = "cannot encode raft message", error = %e),
                 }
             }
+            for (ctx, index) in out.read_states {
+                let id = ctx
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes);
+                if let Some(issued) = id.and_then(|id| self.reads.remove(&id)) {
+                    self.confirmed.push((index, issued));
+                }
+            }
             let applied_any = !out.committed.is_empty();
             for c in out.committed {
                 match c {
@@ -334,6 +377,9 @@ impl Shell {
                 }
             }
             if applied_any {
+                // The topology changed: every probe fetches INFO now, so the
+                // next step of a failover need not wait for the INFO period.
+                self.refresh.send_modify(|g| *g += 1);
                 let core = &self.core;
                 if self.node.maybe_compact(|| core.topology().encode())? {
                     debug!(
@@ -359,13 +405,164 @@ impl Shell {
                 break;
             }
         }
+        self.settle_reads();
+        self.publish_view();
         Ok(())
+    }
+
+    /// Issue a read-index request (every Raft tick). Old unanswered ones are
+    /// dropped: without a leader that reaches a quorum, none is answered and
+    /// freshness runs out.
+    fn request_read(&mut self) {
+        let horizon = self.cfg.raft.election_timeout();
+        self.reads.retain(|_, t| t.elapsed() < horizon);
+        self.next_read += 1;
+        self.reads.insert(self.next_read, Instant::now());
+        self.node.read_index(self.next_read.to_be_bytes().to_vec());
+    }
+
+    fn settle_reads(&mut self) {
+        let applied = self.node.applied();
+        let horizon = self.cfg.raft.election_timeout();
+        let mut keep = Vec::new();
+        for (index, issued) in std::mem::take(&mut self.confirmed) {
+            if applied >= index {
+                let until = issued + horizon;
+                if self.fresh_until.is_none_or(|f| f < until) {
+                    self.fresh_until = Some(until);
+                }
+            } else {
+                keep.push((index, issued));
+            }
+        }
+        self.confirmed = keep;
+    }
+
+    /// Invariant 3: this daemon knows it holds the latest committed topology.
+    fn fresh(&self) -> bool {
+        self.fresh_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn publish_view(&self) {
+        let now = self.clock.now();
+        let view = build_view(
+            &self.cfg,
+            &self.core.status(now),
+            self.fresh(),
+            &self.last_heard,
+        );
+        self.view_tx.send_if_modified(|v| {
+            if *v == view {
+                false
+            } else {
+                *v = view;
+                true
+            }
+        });
+    }
+
+    /// `SENTINEL FAILOVER` from a discovery client: a planned switchover with
+    /// the group's failover timeout, run by the leader.
+    fn on_failover_request(&mut self, req: FailoverRequest) {
+        let timeout_ms = self
+            .cfg
+            .groups
+            .iter()
+            .find(|g| g.name == req.group)
+            .map_or(5_000, |g| {
+                (g.failover_timeout.as_millis() as u64).min(10_000)
+            });
+        let r = Request::Failover {
+            group: req.group.clone(),
+            opts: FailoverOptions {
+                to: None,
+                timeout_ms,
+                force: false,
+            },
+        };
+        let reply = req.reply;
+        let send = move |resp: Response| {
+            let _ = reply.send(match resp {
+                Response::Accepted { .. } => Ok(()),
+                Response::Error { message } => Err(message),
+                Response::Status { .. } => Err("ERR unexpected answer".into()),
+            });
+        };
+        match self.leader_request(&r) {
+            Some(resp) => send(resp),
+            None => self.forward(r, send),
+        }
+    }
+
+    /// Handle a mutating request here if this daemon is the leader that may
+    /// act; `None` means it must go to the leader.
+    fn leader_request(&mut self, req: &Request) -> Option<Response> {
+        if !self.core.raft_state().can_act {
+            return None;
+        }
+        let now = self.clock.now();
+        let (resp, cmds) = match req {
+            Request::Status => return Some(self.status_response()),
+            Request::Failover { group, opts } => {
+                let (r, cmds) = self.core.request_failover(now, group, opts);
+                let resp = match r {
+                    Ok(epoch) => {
+                        info!(message = "failover requested", %group, epoch, to = ?opts.to, force = opts.force);
+                        Response::Accepted {
+                            epoch: Some(epoch),
+                            leader: self.cfg.node_id,
+                        }
+                    }
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                };
+                (resp, cmds)
+            }
+            Request::Maintenance { group, on } => {
+                let (r, cmds) = self.core.request_maintenance(now, group, *on);
+                let resp = match r {
+                    Ok(()) => Response::Accepted {
+                        epoch: None,
+                        leader: self.cfg.node_id,
+                    },
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                };
+                (resp, cmds)
+            }
+        };
+        self.execute(cmds);
+        Some(resp)
+    }
+
+    /// Send a request to the current leader and answer with its response.
+    fn forward(&self, req: Request, send: impl FnOnce(Response) + Send + 'static) {
+        let leader = self.node.leader().filter(|l| *l != self.cfg.node_id);
+        let Some(peer) = leader.and_then(|l| self.cfg.peer(l)).cloned() else {
+            send(Response::Error {
+                message: "NOTLEADER no Raft leader right now; retry in a moment".into(),
+            });
+            return;
+        };
+        let cfg = self.cfg.clone();
+        tokio::spawn(async move {
+            let resp =
+                crate::control::request(&cfg, peer.id, &peer.addr, &req, Duration::from_secs(5))
+                    .await
+                    .unwrap_or_else(|e| Response::Error {
+                        message: format!("cannot reach the leader (daemon {}): {e}", peer.id),
+                    });
+            send(resp);
+        });
     }
 
     fn on_inbound(&mut self, inb: Inbound) {
         match inb.frame.kind {
             KIND_RAFT => match raft::eraftpb::Message::parse_from_bytes(&inb.frame.payload) {
                 Ok(m) if m.from == inb.from => {
+                    self.last_heard.insert(m.from, Instant::now());
                     if let Err(e) = self.node.step(m) {
                         debug!(message = "raft step", error = %e);
                     }
@@ -389,15 +586,20 @@ impl Shell {
                 }
             },
             KIND_REQUEST => {
-                let resp = match serde_json::from_slice::<Request>(&inb.frame.payload) {
-                    Ok(Request::Status) => self.status_response(),
-                    Err(e) => Response::Error {
-                        message: format!("unknown request: {e}"),
-                    },
-                };
-                if let Some(reply) = inb.reply {
+                let Some(reply) = inb.reply else { return };
+                let send = |resp: Response| {
                     let bytes = serde_json::to_vec(&resp).unwrap_or_default();
                     let _ = reply.send(Frame::new(KIND_RESPONSE, bytes));
+                };
+                match serde_json::from_slice::<Request>(&inb.frame.payload) {
+                    Ok(Request::Status) => send(self.status_response()),
+                    Ok(req) => match self.leader_request(&req) {
+                        Some(resp) => send(resp),
+                        None => self.forward(req, send),
+                    },
+                    Err(e) => send(Response::Error {
+                        message: format!("unknown request: {e}"),
+                    }),
                 }
             }
             other => warn!(
@@ -488,6 +690,15 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         applied = node.applied()
     );
     let raft_tick = cfg.raft.tick;
+    let (view_tx, view_rx) = watch::channel(DiscoveryView::default());
+    let (events_tx, _) = broadcast::channel::<Event>(1024);
+    let (failover_tx, mut failover_rx) = mpsc::channel::<FailoverRequest>(64);
+    let handles = DiscoveryHandles {
+        view: view_rx,
+        events: events_tx.clone(),
+        failover: failover_tx,
+    };
+    start_discovery(&cfg, handles).await?;
     let mut shell = Shell {
         cfg,
         clock,
@@ -498,6 +709,13 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         probe_tx,
         action_tx,
         refresh: watch::channel(0).0,
+        last_heard: BTreeMap::new(),
+        reads: BTreeMap::new(),
+        next_read: 0,
+        confirmed: Vec::new(),
+        fresh_until: None,
+        view_tx,
+        events_tx: events_tx.clone(),
         last_raft: RaftState::default(),
         group_of: BTreeMap::new(),
     };
@@ -510,7 +728,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     shell.feed(Input::Tick);
     loop {
         tokio::select! {
-            _ = raft_timer.tick() => shell.node.tick(),
+            _ = raft_timer.tick() => {
+                shell.node.tick();
+                shell.request_read();
+            }
+            Some(req) = failover_rx.recv() => shell.on_failover_request(req),
             _ = core_timer.tick() => shell.feed(Input::Tick),
             Some(inb) = in_rx.recv() => shell.on_inbound(inb),
             Some(p) = probe_rx.recv() => shell.feed(Input::Probe { addr: p.addr, result: p.result }),
@@ -544,4 +766,87 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Start the Sentinel-compatible port, if configured.
+async fn start_discovery(cfg: &Config, handles: DiscoveryHandles) -> Result<(), DaemonError> {
+    // Wired by the discovery server; until configured the handles are kept
+    // alive by the loop's senders.
+    let _ = (cfg, handles);
+    Ok(())
+}
+
+/// The snapshot the discovery port answers from.
+pub fn build_view(
+    cfg: &Config,
+    status: &StatusView,
+    fresh: bool,
+    last_heard: &BTreeMap<NodeId, Instant>,
+) -> DiscoveryView {
+    let groups = status
+        .groups
+        .iter()
+        .filter_map(|g| {
+            let master = g.master.clone()?;
+            let spec = cfg.groups.iter().find(|s| s.name == g.name)?;
+            let m = g.instances.iter().find(|i| i.addr == master);
+            let replicas = g
+                .instances
+                .iter()
+                .filter(|i| i.addr != master && i.committed_role != "discovered")
+                .map(|i| ReplicaView {
+                    addr: i.addr.clone(),
+                    sdown: i.sdown_here,
+                    run_id: i.run_id.clone(),
+                    offset: i.offset,
+                    link_up: i.link_up,
+                    link_down_since_s: i.link_down_since_s,
+                    priority: i.priority,
+                    master: i.replica_of.clone(),
+                    last_ok_ms_ago: i.last_ok_ms_ago,
+                    info_age_ms: i.info_age_ms,
+                    reports_master: i.reported_role.as_deref() == Some("master"),
+                })
+                .collect();
+            Some(GroupView {
+                name: g.name.clone(),
+                master,
+                epoch: g.epoch,
+                quorum: g.quorum,
+                down_after_ms: spec.down_after.as_millis() as u64,
+                failover_timeout_ms: spec.failover_timeout.as_millis() as u64,
+                parallel_syncs: spec.parallel_syncs,
+                master_sdown: m.is_some_and(|m| m.sdown_here),
+                master_odown: g.odown,
+                master_run_id: m.and_then(|m| m.run_id.clone()),
+                master_offset: m.and_then(|m| m.offset),
+                master_last_ok_ms_ago: m.and_then(|m| m.last_ok_ms_ago),
+                master_info_age_ms: m.and_then(|m| m.info_age_ms),
+                failover_in_progress: g.failover.is_some(),
+                replicas,
+            })
+        })
+        .collect();
+    let peers = cfg
+        .peers
+        .iter()
+        .filter(|p| p.id != cfg.node_id)
+        .map(|p| PeerView {
+            id: p.id,
+            myid: myid_of(p.id),
+            discovery_addr: None,
+            last_heard_ms_ago: last_heard
+                .get(&p.id)
+                .map(|t| t.elapsed().as_millis() as u64),
+        })
+        .collect();
+    DiscoveryView {
+        fresh,
+        node_id: cfg.node_id,
+        myid: myid_of(cfg.node_id),
+        raft_term: status.raft.term,
+        leader: status.raft.leader,
+        groups,
+        peers,
+    }
 }

@@ -14,10 +14,14 @@
 //!   the commands it returns.
 //! - [`control`]: the request/response protocol of `raftinel status` and friends.
 
+pub mod alerts;
+pub mod cli;
 pub mod config;
 pub mod consensus;
 pub mod control;
 pub mod core;
 pub mod daemon;
 pub mod discovery;
+pub mod metrics;
+pub mod notify;
 pub mod redis;

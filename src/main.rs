@@ -44,6 +44,43 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Move the master on purpose. Default: a planned switchover that loses no
+    /// acknowledged write (pause writes, wait for catch-up, promote, demote,
+    /// repoint, unpause; on any failure unpause and keep the old master).
+    Failover {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        group: String,
+        /// Promote this replica (host:port); default: the best replica.
+        #[arg(long)]
+        to: Option<raftinel::core::types::Addr>,
+        /// Give up (and unpause) if the switchover steps take longer (ms).
+        #[arg(long, default_value_t = 5000)]
+        timeout: u64,
+        /// Promote without pausing writes or waiting for catch-up (for a
+        /// master that is up but unusable). Unreplicated writes are lost.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask for confirmation of --force.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Maintenance mode: no automatic failover while on (still monitored).
+    Maintenance {
+        #[arg(value_enum)]
+        state: OnOff,
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        group: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 fn main() -> ExitCode {
@@ -66,6 +103,20 @@ fn init_tracing(level: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Ask on the terminal before a forced failover.
+fn confirm_force(group: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("--force needs --yes when standard input is not a terminal");
+    }
+    eprint!(
+        "Forced failover of {group}: the replica is promoted without waiting for it to catch up; \
+         writes it has not received are lost. Type 'yes' to go on: "
+    );
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -104,6 +155,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Failover {
+            config,
+            group,
+            to,
+            timeout,
+            force,
+            yes,
+        } => {
+            let cfg = Config::load(&config)?;
+            if force && !yes && !confirm_force(&group)? {
+                anyhow::bail!("forced failover not confirmed; nothing was changed");
+            }
+            let opts = raftinel::core::FailoverOptions {
+                to,
+                timeout_ms: timeout,
+                force,
+            };
+            let mut stdout = std::io::stdout();
+            let outcome =
+                runtime()?.block_on(raftinel::cli::failover(&cfg, &group, opts, &mut stdout));
+            match outcome {
+                raftinel::cli::Outcome::Done { .. } => Ok(ExitCode::SUCCESS),
+                raftinel::cli::Outcome::Failed(msg) => {
+                    eprintln!("raftinel: failover of {group}: {msg}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Cmd::Maintenance {
+            state,
+            config,
+            group,
+        } => {
+            let cfg = Config::load(&config)?;
+            let on = matches!(state, OnOff::On);
+            runtime()?
+                .block_on(raftinel::cli::maintenance(&cfg, &group, on))
+                .map_err(|e| anyhow::anyhow!("maintenance {group}: {e}"))?;
+            println!("maintenance {} for {group}", if on { "on" } else { "off" });
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::CheckConfig { config } => {
             let cfg = Config::load(&config)?;

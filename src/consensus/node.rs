@@ -34,6 +34,8 @@ pub enum Committed {
 pub struct Output {
     pub messages: Vec<Message>,
     pub committed: Vec<Committed>,
+    /// Confirmed read-index requests: (request context, commit index to wait for).
+    pub read_states: Vec<(Vec<u8>, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,15 @@ impl Node {
         self.raw.propose(vec![], data)
     }
 
+    /// Ask the leader to confirm (with a quorum of heartbeats) the current
+    /// commit index. The answer comes back in `Output::read_states` with the
+    /// same `ctx`; a daemon whose `applied()` has reached that index holds the
+    /// latest committed state as of the request. No answer without a leader
+    /// that can reach a quorum.
+    pub fn read_index(&mut self, ctx: Vec<u8>) {
+        self.raw.read_index(ctx);
+    }
+
     pub fn id(&self) -> u64 {
         self.raw.raft.id
     }
@@ -169,6 +180,9 @@ impl Node {
         }
         let mut rd = self.raw.ready();
         out.messages.extend(rd.take_messages());
+        for rs in rd.take_read_states() {
+            out.read_states.push((rs.request_ctx, rs.index));
+        }
         let snapshot: Option<Snapshot> = if rd.snapshot().get_metadata().index > 0 {
             Some(rd.snapshot().clone())
         } else {

@@ -22,7 +22,11 @@
 
 use super::events::Event;
 use super::select::{select, Candidate};
-use super::topology::{Entry, FailoverKind, GroupState, Phase};
+use super::topology::{Entry, Failover, FailoverKind, GroupState, Phase};
+
+/// Extra time a switchover step may take beyond its own timeout (connecting,
+/// promoting) before the leader gives up on hearing from it.
+const SWITCHOVER_GRACE_MS: u64 = 5_000;
 use super::types::{Addr, Now, Role};
 use super::{ActionKind, Command, Core, GroupSpec, Op};
 use std::collections::BTreeSet;
@@ -41,7 +45,19 @@ impl Core {
         } else {
             self.housekeeping(now, spec, &state, out);
             if self.is_odown(now, spec) {
-                self.maybe_start_failover(now, spec, &state, out);
+                if state.maintenance {
+                    let flags = self.flags.entry(spec.name.clone()).or_default();
+                    if !flags.maintenance_noted {
+                        flags.maintenance_noted = true;
+                        out.push(Command::Event(Event::master(
+                            "-failover-maintenance",
+                            &spec.name,
+                            &state.master,
+                        )));
+                    }
+                } else {
+                    self.maybe_start_failover(now, spec, &state, out);
+                }
             }
         }
     }
@@ -107,6 +123,8 @@ impl Core {
                         master: f.to.clone(),
                     };
                     self.propose(now, e, out);
+                } else if let FailoverKind::Switchover { timeout_ms } = f.kind {
+                    self.drive_switchover(now, spec, &f, timeout_ms, out);
                 } else if timed_out || self.is_sdown(now, &f.to) {
                     let reason = if timed_out {
                         format!("failover-timeout {} ms passed", spec.failover_timeout_ms)
@@ -157,6 +175,14 @@ impl Core {
                     self.propose(now, e, out);
                     return;
                 }
+                // The old master first: after a switchover it is alive and
+                // paused, and its blocked writers wait for this step. Hold the
+                // slots until its fresh INFO says whether it needs it.
+                let old_alive = self.health.contains_key(&f.from) && !self.is_sdown(now, &f.from);
+                if old_alive && self.fresh_info(&spec.name, &f.from).is_none() {
+                    return;
+                }
+                todo.sort_by_key(|r| *r != f.from);
                 let mut slots = spec.parallel_syncs.saturating_sub(inflight);
                 for r in todo {
                     if slots == 0 {
@@ -200,6 +226,32 @@ impl Core {
                     replicas: new,
                 };
                 self.propose(now, e, out);
+                return;
+            }
+        }
+        // The committed master reports role replica (an operator's REPLICAOF,
+        // or a reconfiguration from an earlier epoch that landed late): the
+        // committed topology is the truth, so it is made a master again.
+        if !self.busy(now, &g.master) && !self.is_sdown(now, &g.master) {
+            if let Some(Role::Replica { master, .. }) =
+                self.fresh_info(&spec.name, &g.master).map(|i| &i.role)
+            {
+                let ev = Event::new(
+                    "+fix-master-config",
+                    format!(
+                        "{} reports role slave of {master}",
+                        Event::master_payload(&spec.name, &g.master)
+                    ),
+                );
+                out.push(Command::Event(ev));
+                self.act(
+                    now,
+                    (&spec.name, g.epoch),
+                    &g.master,
+                    Op::Promote,
+                    ActionKind::Repoint,
+                    out,
+                );
                 return;
             }
         }
@@ -298,6 +350,62 @@ impl Core {
                     out.push(Command::Event(ev));
                 }
             }
+        }
+    }
+
+    /// The `Promoting` phase of a planned switchover.
+    fn drive_switchover(
+        &mut self,
+        now: Now,
+        spec: &GroupSpec,
+        f: &Failover,
+        timeout_ms: u64,
+        out: &mut Vec<Command>,
+    ) {
+        let key = (spec.name.clone(), f.epoch);
+        let abort = |reason: String| Entry::AbortFailover {
+            group: spec.name.clone(),
+            epoch: f.epoch,
+            reason,
+        };
+        if let Some(reason) = self.switch_failed.get(&key).cloned() {
+            self.propose(now, abort(reason), out);
+        } else if !self.own_switchovers.contains(&key) {
+            // Started under another leadership: its progress is unknown here.
+            // Lift the pause and leave the old master in place.
+            if !self.busy(now, &f.from) {
+                self.act(
+                    now,
+                    (&spec.name, f.epoch),
+                    &f.from,
+                    Op::Unpause,
+                    ActionKind::Unpause,
+                    out,
+                );
+            }
+            let reason = format!(
+                "the Raft leader changed during the switchover; writes on {} unpaused",
+                f.from
+            );
+            self.propose(now, abort(reason), out);
+        } else if now.wall_ms.saturating_sub(f.started_wall_ms)
+            > timeout_ms.saturating_add(SWITCHOVER_GRACE_MS)
+        {
+            let reason = format!("no answer from the switchover step within {timeout_ms} ms");
+            self.propose(now, abort(reason), out);
+        } else if !self.busy(now, &f.to) {
+            let op = Op::Switchover {
+                old_master: f.from.clone(),
+                timeout_ms,
+            };
+            self.act(
+                now,
+                (&spec.name, f.epoch),
+                &f.to,
+                op,
+                ActionKind::Switchover,
+                out,
+            );
         }
     }
 

@@ -19,12 +19,14 @@
 pub mod events;
 mod failover;
 pub mod health;
+mod manual;
 pub mod select;
 pub mod topology;
 pub mod types;
 
 use events::Event;
 use health::{InstanceHealth, PeerViews, Report};
+pub use manual::{FailoverOptions, Refusal};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use topology::{Applied, Entry, Failover, Topology};
@@ -109,8 +111,16 @@ pub enum Op {
     /// `REPLICAOF NO ONE`, confirmed with `ROLE`; `CONFIG REWRITE`;
     /// `CLIENT KILL TYPE normal`.
     Promote,
-    /// `REPLICAOF host port`; `CONFIG REWRITE`; `CLIENT KILL TYPE normal`.
+    /// `REPLICAOF host port`; `CONFIG REWRITE`; `CLIENT KILL TYPE normal`;
+    /// `CLIENT UNPAUSE` (a demoted old master may be paused by a switchover).
     ReplicaOf(Addr),
+    /// Planned switchover, run on the target: `CLIENT PAUSE timeout WRITE` on
+    /// `old_master`, wait until the target's replication offset equals the
+    /// master's, then promote as [`Op::Promote`]. On any failure: `CLIENT
+    /// UNPAUSE` on `old_master` and an error naming the step.
+    Switchover { old_master: Addr, timeout_ms: u64 },
+    /// `CLIENT UNPAUSE` (best effort).
+    Unpause,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +147,8 @@ pub enum Command {
 #[derive(Clone, Debug)]
 enum ActionKind {
     Promote,
+    Switchover,
+    Unpause,
     ReconfDuringFailover,
     Demote,
     Repoint,
@@ -157,6 +169,7 @@ struct GroupFlags {
     no_good_replica: bool,
     cooldown: bool,
     init_blocked: bool,
+    maintenance_noted: bool,
 }
 
 /// How long a proposal may stay unapplied before it is proposed again.
@@ -186,6 +199,10 @@ pub struct Core {
     flags: BTreeMap<String, GroupFlags>,
     sdown_announced: BTreeSet<Addr>,
     promoted_confirmed: BTreeSet<(String, u64)>,
+    /// Switchovers this leader started itself (a new leader aborts the others).
+    own_switchovers: BTreeSet<(String, u64)>,
+    /// Switchovers whose composite action failed, with the reason.
+    switch_failed: BTreeMap<(String, u64), String>,
 }
 
 impl Core {
@@ -207,6 +224,8 @@ impl Core {
             flags: BTreeMap::new(),
             sdown_announced: BTreeSet::new(),
             promoted_confirmed: BTreeSet::new(),
+            own_switchovers: BTreeSet::new(),
+            switch_failed: BTreeMap::new(),
         }
     }
 
@@ -240,6 +259,7 @@ impl Core {
                     // committed state.
                     self.inflight.clear();
                     self.pending.clear();
+                    self.own_switchovers.clear();
                 }
                 self.raft = st;
             }
@@ -324,9 +344,10 @@ impl Core {
         }
         match result {
             Ok(()) => match done.kind {
-                ActionKind::Promote => {
+                ActionKind::Promote | ActionKind::Switchover => {
                     self.promoted_confirmed.insert((group.clone(), a.epoch));
                 }
+                ActionKind::Unpause => {}
                 ActionKind::ReconfDuringFailover => {
                     if let Some(m) = master {
                         out.push(Command::Event(Event::replica(
@@ -359,6 +380,10 @@ impl Core {
                 }
             },
             Err(e) => {
+                if let ActionKind::Switchover = done.kind {
+                    self.switch_failed
+                        .insert((group.clone(), a.epoch), e.clone());
+                }
                 self.retry_after
                     .insert(a.target.clone(), now.mono_ms + ACTION_RETRY_MS);
                 out.push(Command::Event(Event::new(
@@ -702,6 +727,20 @@ impl Core {
                     _ => None,
                 },
                 sdown_here: self.sdown_announced.contains(addr),
+                run_id: info.map(|i| i.run_id.clone()),
+                priority: match info.map(|i| &i.role) {
+                    Some(Role::Replica { priority, .. }) => Some(*priority),
+                    _ => None,
+                },
+                link_down_since_s: match info.map(|i| &i.role) {
+                    Some(Role::Replica {
+                        link_down_since_s, ..
+                    }) => *link_down_since_s,
+                    _ => None,
+                },
+                info_age_ms: h
+                    .and_then(|h| h.info_at_ms)
+                    .map(|t| now.mono_ms.saturating_sub(t)),
                 seen_down_by: self.down_votes(now, addr),
                 last_ok_ms_ago: h
                     .and_then(|h| h.last_ok_ms)
@@ -718,6 +757,8 @@ impl Core {
             odown: self.is_odown(now, spec),
             failover: g.and_then(|g| g.failover.clone()),
             last_failover_completed_wall_ms: g.and_then(|g| g.last_failover_completed_wall_ms),
+            maintenance: g.is_some_and(|g| g.maintenance),
+            last_outcome: g.and_then(|g| g.last_outcome.clone()),
             instances,
         }
     }
@@ -748,6 +789,10 @@ pub struct GroupStatus {
     pub odown: bool,
     pub failover: Option<Failover>,
     pub last_failover_completed_wall_ms: Option<u64>,
+    /// No automatic failover while on.
+    pub maintenance: bool,
+    /// How the last failover ended.
+    pub last_outcome: Option<topology::FailoverOutcome>,
     pub instances: Vec<InstanceStatus>,
 }
 
@@ -763,6 +808,10 @@ pub struct InstanceStatus {
     pub offset: Option<u64>,
     pub lag_bytes: Option<u64>,
     pub sdown_here: bool,
+    pub run_id: Option<String>,
+    pub priority: Option<u32>,
+    pub link_down_since_s: Option<u64>,
+    pub info_age_ms: Option<u64>,
     /// Daemons (this one included) that see it subjectively down.
     pub seen_down_by: Vec<NodeId>,
     pub last_ok_ms_ago: Option<u64>,

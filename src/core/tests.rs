@@ -3,6 +3,7 @@
 use super::topology::{Entry, FailoverKind, Phase};
 use super::types::{Addr, ConnectedReplica, InstanceInfo, Now, Role};
 use super::*;
+use super::{FailoverOptions, Refusal};
 
 const DOWN: u64 = 1000;
 
@@ -564,4 +565,193 @@ fn status_shows_who_sees_what_down() {
     assert_eq!(r.reported_role.as_deref(), Some("slave"));
     assert!(g.failover.is_none());
     let _ = Phase::Promoting;
+}
+
+fn switch_opts(to: Option<u16>) -> FailoverOptions {
+    FailoverOptions {
+        to: to.map(a),
+        timeout_ms: 2000,
+        force: false,
+    }
+}
+
+#[test]
+fn followers_refuse_failover_requests() {
+    let mut c = core();
+    let (r, cmds) = c.request_failover(now(0), "g", &switch_opts(None));
+    assert!(matches!(r, Err(Refusal::NotLeader { .. })));
+    assert!(cmds.is_empty());
+}
+
+#[test]
+fn switchover_refusals_name_the_problem() {
+    let mut c = initialised_leader();
+    info(&mut c, 100, 2, replica_info(1, 100, 0, "b"));
+    info(&mut c, 100, 3, replica_info(1, 90, 100, "a"));
+    pong(&mut c, 100, 1);
+    let (r, _) = c.request_failover(now(100), "g", &switch_opts(Some(2)));
+    assert!(
+        matches!(&r, Err(Refusal::NoGoodReplica(why)) if why.contains("replica-priority is 0")),
+        "{r:?}"
+    );
+    let (r, _) = c.request_failover(now(100), "g", &switch_opts(Some(9)));
+    assert!(
+        matches!(&r, Err(Refusal::Invalid(why)) if why.contains("is not a replica of g")),
+        "{r:?}"
+    );
+    let (r, _) = c.request_failover(now(100), "nope", &switch_opts(None));
+    assert_eq!(r, Err(Refusal::UnknownGroup));
+    // Best replica by the usual rules: :3 (priority 0 excluded).
+    let (r, cmds) = c.request_failover(now(100), "g", &switch_opts(None));
+    assert_eq!(r, Ok(1));
+    assert!(
+        matches!(&proposals(&cmds)[..], [Entry::StartFailover { to, kind: FailoverKind::Switchover { timeout_ms: 2000 }, .. }] if *to == a(3))
+    );
+    // A second request while the first is pending.
+    let (r, _) = c.request_failover(now(101), "g", &switch_opts(None));
+    assert_eq!(r, Err(Refusal::InProgress));
+}
+
+fn started_switchover() -> (Core, Action) {
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 100, 1);
+    pong(&mut c, 100, 1);
+    let (_, cmds) = c.request_failover(now(100), "g", &switch_opts(Some(3)));
+    let p = proposals(&cmds);
+    let cmds = apply(&mut c, 110, p[0].clone());
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1, "{cmds:?}");
+    (c, acts[0].clone())
+}
+
+#[test]
+fn switchover_runs_one_step_on_the_target_then_commits_and_demotes_old_master_first() {
+    let (mut c, act) = started_switchover();
+    assert_eq!(act.target, a(3));
+    assert_eq!(
+        act.op,
+        Op::Switchover {
+            old_master: a(1),
+            timeout_ms: 2000
+        }
+    );
+    let cmds = c.handle(
+        now(150),
+        Input::ActionDone {
+            id: act.id,
+            result: Ok(()),
+        },
+    );
+    let p = proposals(&cmds);
+    assert!(matches!(&p[..], [Entry::PromotedMaster { epoch: 1, master, .. }] if *master == a(3)));
+    apply(&mut c, 160, p[0].clone());
+    // Fresh INFO: the old master :1 is alive (paused) and still a master; :2
+    // follows :1. The old master is reconfigured first.
+    info(&mut c, 170, 2, replica_info(1, 100, 100, "b"));
+    let cmds = info(&mut c, 170, 1, master_info(&[2]));
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1, "parallel_syncs = 1: {cmds:?}");
+    assert_eq!(
+        (&acts[0].target, &acts[0].op),
+        (&a(1), &Op::ReplicaOf(a(3)))
+    );
+}
+
+#[test]
+fn failed_switchover_step_aborts_with_its_reason() {
+    let (mut c, act) = started_switchover();
+    let cmds = c.handle(
+        now(150),
+        Input::ActionDone {
+            id: act.id,
+            result: Err("step 2 (catch-up): behind".into()),
+        },
+    );
+    let p = proposals(&cmds);
+    assert!(
+        matches!(&p[..], [Entry::AbortFailover { epoch: 1, reason, .. }] if reason.contains("step 2")),
+        "{p:?}"
+    );
+    apply(&mut c, 160, p[0].clone());
+    let o = c
+        .topology()
+        .group("g")
+        .and_then(|g| g.last_outcome.clone())
+        .expect("outcome");
+    assert!(!o.completed && o.reason.contains("step 2"));
+    assert_eq!(
+        c.topology().group("g").map(|g| g.master.clone()),
+        Some(a(1))
+    );
+}
+
+#[test]
+fn new_leader_aborts_a_switchover_it_did_not_start_and_unpauses() {
+    let mut c = core();
+    for e in [
+        Entry::InitGroup {
+            group: "g".into(),
+            master: a(1),
+            replicas: vec![a(2), a(3)],
+        },
+        Entry::StartFailover {
+            group: "g".into(),
+            epoch: 1,
+            from: a(1),
+            to: a(3),
+            kind: FailoverKind::Switchover { timeout_ms: 2000 },
+            started_wall_ms: 1_000_000,
+        },
+    ] {
+        apply(&mut c, 0, e);
+    }
+    info(&mut c, 400, 3, replica_info(1, 5, 100, "x"));
+    let cmds = c.handle(now(500), leader());
+    let acts = actions(&cmds);
+    assert!(
+        acts.iter().any(|x| x.target == a(1) && x.op == Op::Unpause),
+        "{cmds:?}"
+    );
+    assert!(
+        matches!(&proposals(&cmds)[..], [Entry::AbortFailover { epoch: 1, reason, .. }] if reason.contains("leader changed"))
+    );
+}
+
+#[test]
+fn maintenance_blocks_automatic_failover_but_not_detection() {
+    let mut c = initialised_leader();
+    apply(
+        &mut c,
+        10,
+        Entry::SetMaintenance {
+            group: "g".into(),
+            on: true,
+        },
+    );
+    replicas_healthy(&mut c, 1000, 1);
+    let cmds = peer_sees_down(&mut c, 1001, 2, &[1]);
+    assert!(proposals(&cmds).is_empty());
+    let ev = events(&cmds);
+    assert!(ev.iter().any(|e| e.starts_with("+odown")), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| e.starts_with("-failover-maintenance")),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn committed_master_reporting_replica_is_promoted_back() {
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 100, 1);
+    // A late REPLICAOF (or an operator) turned the committed master into a replica.
+    let cmds = info(&mut c, 200, 1, replica_info(2, 100, 100, "m"));
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1, "{cmds:?}");
+    assert_eq!(
+        (&acts[0].target, &acts[0].op, acts[0].epoch),
+        (&a(1), &Op::Promote, 0)
+    );
+    assert!(events(&cmds)
+        .iter()
+        .any(|e| e.starts_with("+fix-master-config")));
 }

@@ -20,6 +20,23 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum FailoverKind {
     /// The master was objectively down.
     Auto,
+    /// Planned by an operator: pause writes on the master, wait until the
+    /// target has every write, promote; abort (and unpause) on any failure.
+    Switchover { timeout_ms: u64 },
+    /// Ordered by an operator without waiting for catch-up.
+    Forced,
+}
+
+/// How the last failover of a group ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverOutcome {
+    pub epoch: u64,
+    pub kind: FailoverKind,
+    pub from: Addr,
+    pub to: Addr,
+    pub completed: bool,
+    /// Why it was aborted (empty when completed).
+    pub reason: String,
 }
 
 /// One committed log entry (JSON in the Raft log).
@@ -67,6 +84,8 @@ pub enum Entry {
         epoch: u64,
         reason: String,
     },
+    /// Maintenance mode: no automatic failover while on.
+    SetMaintenance { group: String, on: bool },
 }
 
 impl Entry {
@@ -77,7 +96,8 @@ impl Entry {
             | Entry::StartFailover { group, .. }
             | Entry::PromotedMaster { group, .. }
             | Entry::FinishFailover { group, .. }
-            | Entry::AbortFailover { group, .. } => group,
+            | Entry::AbortFailover { group, .. }
+            | Entry::SetMaintenance { group, .. } => group,
         }
     }
 
@@ -121,6 +141,12 @@ pub struct GroupState {
     pub replicas: BTreeSet<Addr>,
     pub failover: Option<Failover>,
     pub last_failover_completed_wall_ms: Option<u64>,
+    /// No automatic failover while on.
+    #[serde(default)]
+    pub maintenance: bool,
+    /// How the last failover ended.
+    #[serde(default)]
+    pub last_outcome: Option<FailoverOutcome>,
 }
 
 /// The whole replicated state.
@@ -175,6 +201,8 @@ impl Topology {
                         replicas,
                         failover: None,
                         last_failover_completed_wall_ms: None,
+                        maintenance: false,
+                        last_outcome: None,
                     },
                 );
                 Applied::Ok(vec![Event::master("+monitor", group, master)])
@@ -289,7 +317,16 @@ impl Topology {
                         ))
                     }
                 }
-                g.failover = None;
+                if let Some(f) = g.failover.take() {
+                    g.last_outcome = Some(FailoverOutcome {
+                        epoch: f.epoch,
+                        kind: f.kind,
+                        from: f.from,
+                        to: f.to,
+                        completed: true,
+                        reason: String::new(),
+                    });
+                }
                 g.last_failover_completed_wall_ms = Some(*completed_wall_ms);
                 Applied::Ok(vec![Event::master("+failover-end", group, &g.master)])
             }
@@ -309,10 +346,27 @@ impl Topology {
                         ))
                     }
                 }
-                g.failover = None;
+                if let Some(f) = g.failover.take() {
+                    g.last_outcome = Some(FailoverOutcome {
+                        epoch: f.epoch,
+                        kind: f.kind,
+                        from: f.from,
+                        to: f.to,
+                        completed: false,
+                        reason: reason.clone(),
+                    });
+                }
                 let mut ev = Event::master("-failover-abort", group, &g.master);
                 ev.payload.push_str(&format!(" ({reason})"));
                 Applied::Ok(vec![ev])
+            }
+            Entry::SetMaintenance { group, on } => {
+                let Some(g) = self.groups.get_mut(group) else {
+                    return Applied::Rejected(format!("unknown group {group}"));
+                };
+                g.maintenance = *on;
+                let name = if *on { "+maintenance" } else { "-maintenance" };
+                Applied::Ok(vec![Event::master(name, group, &g.master)])
             }
         }
     }

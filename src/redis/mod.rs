@@ -17,6 +17,7 @@
 
 pub mod error;
 pub mod info;
+pub mod switchover;
 
 pub use error::RedisError;
 pub use info::{parse_info, InfoError};
@@ -194,6 +195,26 @@ impl Instance {
     /// but do not fail the call.
     pub async fn replicate_from(&mut self, master: &Addr) -> Result<(), RedisError> {
         let result = self.replicate_from_inner(master).await;
+        self.reset_on_err(result)
+    }
+
+    /// `CLIENT PAUSE <ms> WRITE`: clients that try to write block until the
+    /// pause ends; reads, INFO and replication go on.
+    pub async fn pause_writes(&mut self, ms: u64) -> Result<(), RedisError> {
+        let ms = ms.to_string();
+        let result = self
+            .call("CLIENT PAUSE", &cmd(&["CLIENT", "PAUSE", &ms, "WRITE"]))
+            .await
+            .map(|_| ());
+        self.reset_on_err(result)
+    }
+
+    /// `CLIENT UNPAUSE`.
+    pub async fn unpause(&mut self) -> Result<(), RedisError> {
+        let result = self
+            .call("CLIENT UNPAUSE", &cmd(&["CLIENT", "UNPAUSE"]))
+            .await
+            .map(|_| ());
         self.reset_on_err(result)
     }
 

@@ -155,6 +155,11 @@ impl RedisProc {
         RedisProc::start(opts)
     }
 
+    /// Process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

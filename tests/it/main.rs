@@ -7,3 +7,5 @@ mod e2e;
 mod harness;
 mod redis_shell;
 mod sim;
+mod switchover;
+mod testbed;

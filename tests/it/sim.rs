@@ -20,7 +20,9 @@ use raftinel::consensus::storage::LogStore;
 use raftinel::core::health::Report;
 use raftinel::core::topology::{Entry, Phase, Topology};
 use raftinel::core::types::{Addr, InstanceInfo, Now, Role};
-use raftinel::core::{Command, Core, CoreConfig, GroupSpec, Input, Op, ProbeResult, RaftState};
+use raftinel::core::{
+    Command, Core, CoreConfig, FailoverOptions, GroupSpec, Input, Op, ProbeResult, RaftState,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -269,14 +271,19 @@ impl Sim {
             self.now
         );
         if a.op == Op::Promote {
-            let f = g
-                .failover
-                .as_ref()
-                .expect("promotion without a committed failover");
-            assert_eq!(
-                (f.phase, &f.to, f.epoch),
-                (Phase::Promoting, &a.target, a.epoch)
-            );
+            // Either the chosen replica of the committed failover of this
+            // epoch, or the committed master itself (restoring its role).
+            match g.failover.as_ref() {
+                Some(f) => assert_eq!(
+                    (f.phase, &f.to, f.epoch),
+                    (Phase::Promoting, &a.target, a.epoch)
+                ),
+                None => assert_eq!(
+                    a.target, g.master,
+                    "t={} promotion of a non-master outside a failover",
+                    self.now
+                ),
+            }
         }
     }
 
@@ -454,10 +461,21 @@ impl Sim {
             let ok = self.redis[a.target].alive && self.linked(a.node, a.target as u64 + 1);
             if ok {
                 self.actions_run += 1;
-                self.redis[a.target].role = match &a.op {
-                    Op::Promote => RRole::Master,
-                    Op::ReplicaOf(m) => RRole::ReplicaOf((m.port - 6379) as usize),
-                };
+                match &a.op {
+                    Op::Promote => self.redis[a.target].role = RRole::Master,
+                    Op::ReplicaOf(m) => {
+                        self.redis[a.target].role = RRole::ReplicaOf((m.port - 6379) as usize)
+                    }
+                    Op::Switchover { old_master, .. } => {
+                        // Catch-up is instant here; the old master must answer
+                        // to be paused.
+                        let old = (old_master.port - 6379) as usize;
+                        if self.redis[old].alive && self.linked(a.node, old as u64 + 1) {
+                            self.redis[a.target].role = RRole::Master;
+                        }
+                    }
+                    Op::Unpause => {}
+                }
             }
             if self.daemons[a.node as usize - 1].incarnation == a.incarnation {
                 let result = if ok {
@@ -527,7 +545,7 @@ fn chaos(seed: u64) -> Sim {
         "seed {seed}: group never initialised"
     );
     for _ in 0..12 {
-        let what = sim.rng.gen_range(0..6);
+        let what = sim.rng.gen_range(0..7);
         match what {
             0 => {
                 // kill the current master's redis
@@ -554,7 +572,28 @@ fn chaos(seed: u64) -> Sim {
                     sim.cut.insert((a, b));
                 }
             }
-            _ => sim.cut.clear(),
+            5 => sim.cut.clear(),
+            _ => {
+                // An operator asks the leader for a planned switchover.
+                let now = sim.clock();
+                if let Some(id) = sim
+                    .daemons
+                    .iter()
+                    .position(|d| d.node.as_ref().is_some_and(|n| n.can_act()))
+                {
+                    let opts = FailoverOptions {
+                        to: None,
+                        timeout_ms: 2000,
+                        force: false,
+                    };
+                    let cmds = sim.daemons[id]
+                        .core
+                        .as_mut()
+                        .map(|c| c.request_failover(now, GROUP, &opts).1)
+                        .unwrap_or_default();
+                    sim.execute(id as u64 + 1, cmds);
+                }
+            }
         }
         let wait = sim.rng.gen_range(200..4_000);
         sim.run_for(wait);
