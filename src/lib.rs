@@ -21,6 +21,7 @@ pub mod consensus;
 pub mod control;
 pub mod core;
 pub mod daemon;
+pub mod http_api;
 pub mod discovery;
 pub mod metrics;
 pub mod notify;
