@@ -5,6 +5,7 @@
 //! Secrets are wrapped in [`Secret`], whose `Debug`/`Display` never print them.
 
 use crate::core::types::{Addr, NodeId};
+use crate::discovery::DiscoverySettings;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -53,6 +54,9 @@ pub struct Peer {
     pub id: NodeId,
     /// Address other daemons (and `raftinel status`) connect to.
     pub addr: String,
+    /// Address Sentinel clients reach that daemon's discovery port at
+    /// (`discovery` key; listed by `SENTINEL SENTINELS`).
+    pub discovery: Option<Addr>,
 }
 
 /// Raft timing. One tick every `tick`; elections after `election_ticks`
@@ -107,6 +111,22 @@ pub struct Config {
     pub redis_timeout: Duration,
     pub groups: Vec<GroupConfig>,
     pub log_level: String,
+    /// The Sentinel-compatible discovery port (`[discovery]`); `None` when
+    /// `enabled = false`.
+    pub discovery: Option<DiscoverySettings>,
+    /// The HTTP API (`http_listen`); `None`: no HTTP server.
+    pub http: Option<HttpSettings>,
+}
+
+/// The HTTP API's settings (`http_listen`, `http_token*`, `http_open_read`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// Bearer token of the mutating endpoints (and of the read-only ones when
+    /// `open_read` is false). `None`: mutating endpoints are refused.
+    pub token: Option<Secret>,
+    /// Read-only and health endpoints need no token.
+    pub open_read: bool,
 }
 
 impl Config {
@@ -141,6 +161,8 @@ pub const DEFAULT_PARALLEL_SYNCS: usize = 1;
 pub const MAX_DEFAULT_PING_INTERVAL_MS: u64 = 1_000;
 /// Shortest accepted shared peer secret, in bytes.
 pub const MIN_PEER_SECRET_LEN: usize = 16;
+/// Shortest accepted `http_token`, in bytes.
+pub const MIN_HTTP_TOKEN_LEN: usize = 16;
 /// Largest accepted `[raft] tick_ms`.
 pub const MAX_TICK_MS: u64 = 60_000;
 /// Largest accepted `[raft] election_ticks`.
@@ -265,7 +287,19 @@ struct RawConfig {
     #[serde(default)]
     redis_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
+    http_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    http_token: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    http_token_env: Option<Spanned<String>>,
+    #[serde(default)]
+    http_token_file: Option<Spanned<String>>,
+    #[serde(default)]
+    http_open_read: Option<Spanned<bool>>,
+    #[serde(default)]
     raft: Option<RawRaft>,
+    #[serde(default)]
+    discovery: Option<Spanned<RawDiscovery>>,
     #[serde(default)]
     redis: Option<RawAuth>,
     #[serde(default)]
@@ -303,6 +337,33 @@ struct RawAuth {
 struct RawPeer {
     id: Spanned<u64>,
     addr: Spanned<String>,
+    #[serde(default)]
+    discovery: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    #[serde(default)]
+    enabled: Option<Spanned<bool>>,
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    username: Option<Spanned<String>>,
+    #[serde(default)]
+    password: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    max_clients: Option<Spanned<usize>>,
+    #[serde(default)]
+    max_request_bytes: Option<Spanned<usize>>,
+    #[serde(default)]
+    idle_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    subscriber_buffer_bytes: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -413,6 +474,40 @@ impl Config {
                 .map_or_else(|| "(none)".to_string(), Addr::to_string)
         );
         let _ = writeln!(s, "log_level:     {}", self.log_level);
+        let _ = match &self.discovery {
+            Some(d) => writeln!(
+                s,
+                "discovery:     {} (auth {}, max_clients {}, max_request_bytes {}, idle_timeout {})",
+                d.listen,
+                match (&d.username, &d.password) {
+                    (Some(u), Some(_)) => format!("user {u} / ***"),
+                    (None, Some(_)) => "***".to_string(),
+                    _ => "(none)".to_string(),
+                },
+                d.max_clients,
+                d.max_request_bytes,
+                d.idle_timeout.map_or_else(|| "none".to_string(), ms),
+            ),
+            None => writeln!(s, "discovery:     (disabled)"),
+        };
+        let _ = match &self.http {
+            Some(h) => writeln!(
+                s,
+                "http_listen:   {} (token {}, read endpoints {})",
+                h.listen,
+                if h.token.is_some() {
+                    "***"
+                } else {
+                    "(none): mutating endpoints disabled"
+                },
+                if h.open_read {
+                    "open"
+                } else {
+                    "need the token"
+                }
+            ),
+            None => writeln!(s, "http_listen:   (none)"),
+        };
         let _ = writeln!(s, "redis_timeout: {}", ms(self.redis_timeout));
         let _ = writeln!(
             s,
@@ -430,7 +525,11 @@ impl Config {
             } else {
                 ""
             };
-            let _ = writeln!(s, "  {:>4}  {}{me}", p.id, p.addr);
+            let disc = p
+                .discovery
+                .as_ref()
+                .map_or_else(String::new, |d| format!("  (discovery {d})"));
+            let _ = writeln!(s, "  {:>4}  {}{disc}{me}", p.id, p.addr);
         }
         let _ = writeln!(s, "groups ({}):", self.groups.len());
         for g in &self.groups {
@@ -980,9 +1079,27 @@ impl Ctx<'_> {
                 ));
             }
             peer_addrs.push(addr);
+            let discovery = match &p.discovery {
+                Some(v) => {
+                    let key = format!("peer[{i}].discovery");
+                    let a = self.addr(&key, v)?;
+                    if let Some(j) = peers.iter().position(|q| q.discovery.as_ref() == Some(&a)) {
+                        return Err(self.invalid(
+                            key,
+                            Some(&v.span()),
+                            format!(
+                                "duplicate discovery address {a} (also peer[{j}].discovery); expected every daemon's discovery port to be distinct"
+                            ),
+                        ));
+                    }
+                    Some(a)
+                }
+                None => None,
+            };
             peers.push(Peer {
                 id,
                 addr: p.addr.get_ref().clone(),
+                discovery,
             });
         }
 
@@ -1090,6 +1207,8 @@ impl Ctx<'_> {
         };
 
         let raft = self.raft(raw.raft.as_ref())?;
+        let discovery = self.discovery(raw.discovery.as_ref(), peer_listen, &raft)?;
+        let http = self.http(&raw)?;
 
         // Default Redis auth.
         let default_auth = match &raw.redis {
@@ -1154,7 +1273,200 @@ impl Ctx<'_> {
             redis_timeout,
             groups,
             log_level,
+            discovery,
+            http,
         })
+    }
+
+    /// `http_listen`, `http_token*`, `http_open_read`.
+    fn http(&self, raw: &RawConfig) -> Result<Option<HttpSettings>, ConfigError> {
+        let token = self.secret(
+            "",
+            "http_token",
+            raw.http_token.as_ref(),
+            raw.http_token_env.as_ref(),
+            raw.http_token_file.as_ref(),
+        )?;
+        let Some(listen) = &raw.http_listen else {
+            let stray = token
+                .as_ref()
+                .map(|(_, k, span)| (k.clone(), span.clone()))
+                .or_else(|| {
+                    let v = raw.http_open_read.as_ref()?;
+                    Some(("http_open_read".to_string(), v.span()))
+                });
+            return match stray {
+                Some((k, span)) => Err(self.invalid(
+                    k,
+                    Some(&span),
+                    "has no effect without http_listen; expected http_listen = \"ip:port\" to enable the HTTP API",
+                )),
+                None => Ok(None),
+            };
+        };
+        let addr = listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+            self.invalid(
+                "http_listen",
+                Some(&listen.span()),
+                format!(
+                    "expected an ip:port socket address like \"127.0.0.1:8080\", got {:?}",
+                    listen.get_ref()
+                ),
+            )
+        })?;
+        if let Some((t, k, span)) = &token {
+            let t = t.expose();
+            if t.len() < MIN_HTTP_TOKEN_LEN {
+                return Err(self.secret_err(
+                    k.clone(),
+                    Some(span),
+                    format!(
+                        "the http token is too short; expected at least {MIN_HTTP_TOKEN_LEN} bytes"
+                    ),
+                ));
+            }
+            if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(self.secret_err(
+                    k.clone(),
+                    Some(span),
+                    "the http token contains whitespace or control characters; expected a token that fits in an Authorization: Bearer header",
+                ));
+            }
+        }
+        let open_read = raw.http_open_read.as_ref().is_none_or(|v| *v.get_ref());
+        if let (false, None, Some(v)) = (open_read, &token, &raw.http_open_read) {
+            return Err(self.invalid(
+                "http_open_read",
+                Some(&v.span()),
+                "is false but no http_token is set, so no request could be served; expected one of http_token, http_token_env or http_token_file",
+            ));
+        }
+        Ok(Some(HttpSettings {
+            listen: addr,
+            token: token.map(|(t, _, _)| t),
+            open_read,
+        }))
+    }
+
+    /// `[discovery]`: the Sentinel-compatible port. Absent: enabled with the
+    /// defaults; `enabled = false`: `None`.
+    fn discovery(
+        &self,
+        raw: Option<&Spanned<RawDiscovery>>,
+        peer_listen: SocketAddr,
+        raft: &RaftTiming,
+    ) -> Result<Option<DiscoverySettings>, ConfigError> {
+        use crate::discovery::{
+            DEFAULT_SUBSCRIBER_BUFFER_BYTES, MAX_MAX_REQUEST_BYTES, MIN_MAX_REQUEST_BYTES,
+            MIN_SUBSCRIBER_BUFFER_BYTES,
+        };
+        let mut d = DiscoverySettings {
+            peer_timeout: raft.election_timeout(),
+            ..DiscoverySettings::default()
+        };
+        let Some(raw) = raw else {
+            return self.discovery_listen_free(d, peer_listen, None);
+        };
+        let raw = raw.get_ref();
+        if raw.enabled.as_ref().is_some_and(|v| !*v.get_ref()) {
+            return Ok(None);
+        }
+        if let Some(v) = &raw.listen {
+            d.listen = v.get_ref().parse::<SocketAddr>().map_err(|_| {
+                self.invalid(
+                    "discovery.listen",
+                    Some(&v.span()),
+                    format!(
+                        "expected an ip:port socket address like \"0.0.0.0:26379\", got {:?}",
+                        v.get_ref()
+                    ),
+                )
+            })?;
+        }
+        let auth = self.auth(
+            "discovery.",
+            AuthKeys {
+                username: raw.username.as_ref(),
+                password: raw.password.as_ref(),
+                password_env: raw.password_env.as_ref(),
+                password_file: raw.password_file.as_ref(),
+            },
+        )?;
+        if let (Some((_, k, span)), None) = (&auth.username, &auth.password) {
+            return Err(self.secret_err(
+                k.clone(),
+                Some(span),
+                "an ACL username needs a password; expected one of password, password_env or password_file in [discovery]",
+            ));
+        }
+        d.username = auth.username.map(|(u, _, _)| u);
+        d.password = auth.password;
+        if let Some(v) = &raw.max_clients {
+            if *v.get_ref() == 0 {
+                return Err(self.invalid(
+                    "discovery.max_clients",
+                    Some(&v.span()),
+                    "expected at least 1, got 0",
+                ));
+            }
+            d.max_clients = *v.get_ref();
+        }
+        if let Some(v) = &raw.max_request_bytes {
+            if !(MIN_MAX_REQUEST_BYTES..=MAX_MAX_REQUEST_BYTES).contains(v.get_ref()) {
+                return Err(self.invalid(
+                    "discovery.max_request_bytes",
+                    Some(&v.span()),
+                    format!(
+                        "expected {MIN_MAX_REQUEST_BYTES}..={MAX_MAX_REQUEST_BYTES} bytes, got {}",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            d.max_request_bytes = *v.get_ref();
+        }
+        if let Some(v) = &raw.idle_timeout_ms {
+            d.idle_timeout = (*v.get_ref() > 0).then(|| Duration::from_millis(*v.get_ref()));
+        }
+        if let Some(v) = &raw.subscriber_buffer_bytes {
+            if *v.get_ref() < MIN_SUBSCRIBER_BUFFER_BYTES {
+                return Err(self.invalid(
+                    "discovery.subscriber_buffer_bytes",
+                    Some(&v.span()),
+                    format!(
+                        "expected at least {MIN_SUBSCRIBER_BUFFER_BYTES} bytes (default {DEFAULT_SUBSCRIBER_BUFFER_BYTES}), got {}",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            d.subscriber_buffer_bytes = *v.get_ref();
+        }
+        let span = raw.listen.as_ref().map(|v| v.span());
+        self.discovery_listen_free(d, peer_listen, span)
+    }
+
+    /// The discovery port must not be the peer port.
+    fn discovery_listen_free(
+        &self,
+        d: DiscoverySettings,
+        peer_listen: SocketAddr,
+        span: Option<Range<usize>>,
+    ) -> Result<Option<DiscoverySettings>, ConfigError> {
+        let overlap = d.listen.port() == peer_listen.port()
+            && (d.listen.ip() == peer_listen.ip()
+                || d.listen.ip().is_unspecified()
+                || peer_listen.ip().is_unspecified());
+        if overlap {
+            return Err(self.invalid(
+                "discovery.listen",
+                span.as_ref(),
+                format!(
+                    "{} overlaps peer_listen = {peer_listen}; expected another port (Sentinel's is {})",
+                    d.listen,
+                    crate::discovery::DEFAULT_PORT
+                ),
+            ));
+        }
+        Ok(Some(d))
     }
 
     fn raft(&self, raw: Option<&RawRaft>) -> Result<RaftTiming, ConfigError> {
@@ -1474,15 +1786,18 @@ password_env = "RAFTINEL_TEST_FULL_CACHE_PW"
             vec![
                 Peer {
                     id: 1,
-                    addr: "10.0.0.1:7001".into()
+                    addr: "10.0.0.1:7001".into(),
+                    discovery: None,
                 },
                 Peer {
                     id: 2,
-                    addr: "10.0.0.2:7001".into()
+                    addr: "10.0.0.2:7001".into(),
+                    discovery: None,
                 },
                 Peer {
                     id: 3,
-                    addr: "10.0.0.3:7001".into()
+                    addr: "10.0.0.3:7001".into(),
+                    discovery: None,
                 },
             ]
         );
@@ -1625,7 +1940,10 @@ password_env = "RAFTINEL_TEST_FULL_CACHE_PW"
         let line = line_of(&text, "weight");
         assert!(msg.contains(&format!("line {line}")), "{msg}");
         assert!(msg.contains("unknown field `weight`"), "{msg}");
-        assert!(msg.contains("expected `id` or `addr`"), "{msg}");
+        assert!(
+            msg.contains("expected one of `id`, `addr`, `discovery`"),
+            "{msg}"
+        );
 
         // In the second [[group]].
         let text = format!(
@@ -2036,8 +2354,150 @@ password_env = "RAFTINEL_TEST_FULL_CACHE_PW"
             assert_eq!(g.failover_timeout, Duration::from_millis(10_000));
             assert_eq!(g.quorum, 2);
             assert_eq!(c.peer_secret.expose(), "demo-secret-change-me-0123456789");
+            let d = c.discovery.as_ref().expect("discovery enabled in the demo");
+            assert_eq!(
+                d.listen,
+                format!("127.0.0.1:{}", 26378 + n).parse().unwrap()
+            );
+            for (i, p) in c.peers.iter().enumerate() {
+                assert_eq!(
+                    p.discovery,
+                    Some(Addr::new("127.0.0.1", 26379 + i as u16)),
+                    "peer {}",
+                    p.id
+                );
+            }
         }
         Config::load(&root.join("raftinel.example.toml")).unwrap();
+    }
+
+    const HTTP_TOKEN: &str = "http-token-0123456789abcdef";
+
+    #[test]
+    fn http_settings() {
+        assert_eq!(parse(&minimal("")).unwrap().http, None);
+        let c = parse(&minimal("http_listen = \"127.0.0.1:8080\"")).unwrap();
+        let h = c.http.as_ref().unwrap();
+        assert_eq!(h.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+        assert_eq!(h.token, None);
+        assert!(h.open_read, "read endpoints are open by default");
+        assert!(c
+            .redacted_summary()
+            .contains("http_listen:   127.0.0.1:8080 (token (none): mutating endpoints disabled, read endpoints open)"));
+
+        let text = minimal(&format!(
+            "http_listen = \"0.0.0.0:8080\"\nhttp_token = \"{HTTP_TOKEN}\"\nhttp_open_read = false"
+        ));
+        let c = parse(&text).unwrap();
+        let h = c.http.as_ref().unwrap();
+        assert_eq!(h.token.as_ref().map(Secret::expose), Some(HTTP_TOKEN));
+        assert!(!h.open_read);
+        let summary = c.redacted_summary();
+        assert!(
+            summary
+                .contains("http_listen:   0.0.0.0:8080 (token ***, read endpoints need the token)"),
+            "{summary}"
+        );
+        assert!(!summary.contains(HTTP_TOKEN), "{summary}");
+        assert!(!format!("{c:?}").contains(HTTP_TOKEN));
+        assert!(parse(&minimal(""))
+            .unwrap()
+            .redacted_summary()
+            .contains("http_listen:   (none)"));
+    }
+
+    #[test]
+    fn http_token_from_env_and_file() {
+        let var = "RAFTINEL_TEST_HTTP_TOKEN_ENV";
+        std::env::set_var(var, HTTP_TOKEN);
+        let text = minimal(&format!(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_token_env = \"{var}\""
+        ));
+        let c = parse(&text).unwrap();
+        assert_eq!(c.http.unwrap().token.unwrap().expose(), HTTP_TOKEN);
+        std::env::remove_var(var);
+        let (e, msg) = err(&text);
+        assert_eq!(e.key(), Some("http_token_env"), "{msg}");
+        assert!(msg.contains("line 5"), "{msg}");
+        assert!(
+            msg.contains(&format!("environment variable {var} is not set")),
+            "{msg}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("http.token"), format!("{HTTP_TOKEN}\n")).unwrap();
+        let text = minimal("http_listen = \"127.0.0.1:8080\"\nhttp_token_file = \"http.token\"");
+        let c = Config::parse(&text, &dir.path().join("raftinel.toml")).unwrap();
+        assert_eq!(c.http.unwrap().token.unwrap().expose(), HTTP_TOKEN);
+
+        let (e, msg) = err(&minimal(&format!(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_token = \"{HTTP_TOKEN}\"\nhttp_token_file = \"/x\""
+        )));
+        assert_eq!(e.key(), Some("http_token_file"), "{msg}");
+        assert!(msg.contains("line 6"), "{msg}");
+        assert!(
+            msg.contains("expected at most one of http_token, http_token_env, http_token_file"),
+            "{msg}"
+        );
+        assert!(!msg.contains(HTTP_TOKEN), "{msg}");
+    }
+
+    #[test]
+    fn http_settings_errors_name_key_and_line() {
+        let (e, msg) = err(&minimal("http_listen = \"localhost:8080\""));
+        assert_eq!(e.key(), Some("http_listen"));
+        assert!(msg.contains("line 4"), "{msg}");
+        assert!(msg.contains("expected an ip:port socket address"), "{msg}");
+
+        let (e, msg) = err(&minimal(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_token = \"short-token\"",
+        ));
+        assert_eq!(e.key(), Some("http_token"));
+        assert!(
+            msg.contains("line 5: http_token: the http token is too short"),
+            "{msg}"
+        );
+        assert!(!msg.contains("short-token"), "{msg}");
+
+        let (e, msg) = err(&minimal(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_token = \"with space 0123456789abcdef\"",
+        ));
+        assert_eq!(e.key(), Some("http_token"));
+        assert!(msg.contains("whitespace"), "{msg}");
+        assert!(!msg.contains("with space"), "{msg}");
+
+        let (e, msg) = err(&minimal(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_token = 1234567890123456789",
+        ));
+        assert_eq!(e.key(), Some("http_token"));
+        assert!(msg.contains("expected a string, got a integer"), "{msg}");
+        assert!(!msg.contains("1234567890123456789"), "{msg}");
+
+        let (e, msg) = err(&minimal(&format!("http_token = \"{HTTP_TOKEN}\"")));
+        assert_eq!(e.key(), Some("http_token"));
+        assert!(msg.contains("line 4"), "{msg}");
+        assert!(msg.contains("has no effect without http_listen"), "{msg}");
+        let (e, msg) = err(&minimal("http_open_read = false"));
+        assert_eq!(e.key(), Some("http_open_read"));
+        assert!(msg.contains("has no effect without http_listen"), "{msg}");
+
+        let (e, msg) = err(&minimal(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_open_read = false",
+        ));
+        assert_eq!(e.key(), Some("http_open_read"));
+        assert!(msg.contains("line 5"), "{msg}");
+        assert!(msg.contains("no http_token is set"), "{msg}");
+
+        let (e, msg) = err(&minimal(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_open_read = \"yes\"",
+        ));
+        assert_eq!(e.key(), Some("http_open_read"), "{msg}");
+        assert!(msg.contains("line 5"), "{msg}");
+        assert!(msg.contains("expected a boolean"), "{msg}");
+
+        let (e, msg) = err(&minimal("http_listn = \"127.0.0.1:8080\""));
+        assert_eq!(e.key(), Some("http_listn"), "{msg}");
+        assert!(msg.contains("unknown field"), "{msg}");
     }
 
     #[test]
@@ -2051,5 +2511,165 @@ password_env = "RAFTINEL_TEST_FULL_CACHE_PW"
         assert_eq!(at("[[g]]\nc").as_deref(), Some("g[1]"));
         assert_eq!(at("\"r\"").as_deref(), Some("g[1].q.r"));
         assert_eq!(line_col(text, text.find("b =").unwrap()), (3, 1));
+    }
+    #[test]
+    fn discovery_defaults() {
+        let c = parse(&minimal("")).unwrap();
+        let d = c.discovery.clone().expect("enabled by default");
+        assert_eq!(d.listen, "0.0.0.0:26379".parse().unwrap());
+        assert_eq!(d.username, None);
+        assert_eq!(d.password, None);
+        assert_eq!(d.max_clients, 10_000);
+        assert_eq!(d.max_request_bytes, 1 << 20);
+        assert_eq!(d.idle_timeout, None);
+        assert_eq!(d.subscriber_buffer_bytes, 1 << 20);
+        // ckquorum and SENTINEL SENTINELS count peers heard within the
+        // election timeout.
+        assert_eq!(d.peer_timeout, c.raft.election_timeout());
+        assert!(c.peers.iter().all(|p| p.discovery.is_none()));
+        let summary = c.redacted_summary();
+        assert!(
+            summary.contains("discovery:     0.0.0.0:26379 (auth (none)"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn discovery_keys() {
+        let text = minimal(
+            "[discovery]\nlisten = \"127.0.0.1:26380\"\nusername = \"app\"\npassword = \"disc-pass\"\nmax_clients = 50\nmax_request_bytes = 65536\nidle_timeout_ms = 30000\nsubscriber_buffer_bytes = 4096\n",
+        )
+        .replace(
+            "addr = \"127.0.0.1:7002\"",
+            "addr = \"127.0.0.1:7002\"\ndiscovery = \"10.0.0.2:26379\"",
+        );
+        let c = parse(&text).unwrap();
+        let d = c.discovery.clone().unwrap();
+        assert_eq!(d.listen, "127.0.0.1:26380".parse().unwrap());
+        assert_eq!(d.username.as_deref(), Some("app"));
+        assert_eq!(d.password.as_ref().map(Secret::expose), Some("disc-pass"));
+        assert_eq!(d.max_clients, 50);
+        assert_eq!(d.max_request_bytes, 65536);
+        assert_eq!(d.idle_timeout, Some(Duration::from_millis(30_000)));
+        assert_eq!(d.subscriber_buffer_bytes, 4096);
+        assert_eq!(c.peers[1].discovery, Some(Addr::new("10.0.0.2", 26379)));
+        assert_eq!(c.peers[0].discovery, None);
+        let summary = c.redacted_summary();
+        assert!(!summary.contains("disc-pass"), "{summary}");
+        assert!(!format!("{c:?}").contains("disc-pass"));
+        assert!(summary.contains("user app / ***"), "{summary}");
+        assert!(summary.contains("(discovery 10.0.0.2:26379)"), "{summary}");
+
+        // idle_timeout_ms = 0: no timeout.
+        let c = parse(&minimal("[discovery]\nidle_timeout_ms = 0\n")).unwrap();
+        assert_eq!(c.discovery.unwrap().idle_timeout, None);
+        // enabled = false: no discovery port.
+        let c = parse(&minimal("[discovery]\nenabled = false\n")).unwrap();
+        assert_eq!(c.discovery, None);
+        assert!(c.redacted_summary().contains("discovery:     (disabled)"));
+    }
+
+    #[test]
+    fn discovery_password_sources() {
+        let var = "RAFTINEL_TEST_DISCOVERY_PW";
+        std::env::set_var(var, "from-env");
+        let c = parse(&minimal(&format!(
+            "[discovery]\npassword_env = \"{var}\"\n"
+        )))
+        .unwrap();
+        assert_eq!(
+            c.discovery.unwrap().password.as_ref().map(Secret::expose),
+            Some("from-env")
+        );
+        std::env::remove_var(var);
+        let (e, msg) = err(&minimal(&format!(
+            "[discovery]\npassword_env = \"{var}\"\n"
+        )));
+        assert_eq!(e.key(), Some("discovery.password_env"));
+        assert!(msg.contains("line 5"), "{msg}");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("disc.pass"), "from-file\n").unwrap();
+        let c = Config::parse(
+            &minimal("[discovery]\npassword_file = \"disc.pass\"\n"),
+            &dir.path().join("raftinel.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.discovery.unwrap().password.as_ref().map(Secret::expose),
+            Some("from-file")
+        );
+    }
+
+    #[test]
+    fn discovery_errors_name_key_and_line() {
+        let (e, msg) = err(&minimal("[discovery]\nlisten = \"localhost:26379\"\n"));
+        assert_eq!(e.key(), Some("discovery.listen"));
+        assert_eq!(e.line(), Some(5));
+        assert!(msg.contains("expected an ip:port socket address"), "{msg}");
+
+        let (e, msg) = err(&minimal("[discovery]\nmax_clients = 0\n"));
+        assert_eq!(e.key(), Some("discovery.max_clients"));
+        assert!(msg.contains("line 5"), "{msg}");
+
+        let (e, msg) = err(&minimal("[discovery]\nmax_request_bytes = 10\n"));
+        assert_eq!(e.key(), Some("discovery.max_request_bytes"));
+        assert!(msg.contains("expected 1024..="), "{msg}");
+
+        let (e, msg) = err(&minimal("[discovery]\nsubscriber_buffer_bytes = 1\n"));
+        assert_eq!(e.key(), Some("discovery.subscriber_buffer_bytes"));
+        assert!(msg.contains("at least 1024"), "{msg}");
+
+        let (e, msg) = err(&minimal("[discovery]\nusername = \"app\"\n"));
+        assert_eq!(e.key(), Some("discovery.username"));
+        assert!(msg.contains("an ACL username needs a password"), "{msg}");
+
+        let (e, msg) = err(&minimal(
+            "[discovery]\npassword = \"a\"\npassword_env = \"B\"\n",
+        ));
+        assert_eq!(e.key(), Some("discovery.password_env"));
+        assert!(!msg.contains("\"a\""), "{msg}");
+
+        let (e, msg) = err(&minimal("[discovery]\nlisten_port = 1\n"));
+        assert_eq!(e.key(), Some("discovery.listen_port"));
+        assert!(msg.contains("unknown field"), "{msg}");
+        assert!(msg.contains("line 5"), "{msg}");
+
+        let (e, msg) = err(&minimal("[discovery]\nmax_clients = \"many\"\n"));
+        assert_eq!(e.key(), Some("discovery.max_clients"));
+        assert!(msg.contains("line 5"), "{msg}");
+
+        // The discovery port cannot be the peer port.
+        let (e, msg) = err(&minimal("[discovery]\nlisten = \"0.0.0.0:7001\"\n"));
+        assert_eq!(e.key(), Some("discovery.listen"));
+        assert!(msg.contains("overlaps peer_listen"), "{msg}");
+    }
+
+    #[test]
+    fn peer_discovery_addresses() {
+        let text = minimal("").replace(
+            "addr = \"127.0.0.1:7003\"",
+            "addr = \"127.0.0.1:7003\"\ndiscovery = \"127.0.0.1\"",
+        );
+        let (e, msg) = err(&text);
+        assert_eq!(e.key(), Some("peer[2].discovery"));
+        assert_eq!(e.line(), Some(line_of(&text, "discovery =")));
+        assert!(msg.contains("missing :port"), "{msg}");
+
+        let text = minimal("")
+            .replace(
+                "addr = \"127.0.0.1:7002\"",
+                "addr = \"127.0.0.1:7002\"\ndiscovery = \"127.0.0.1:26380\"",
+            )
+            .replace(
+                "addr = \"127.0.0.1:7003\"",
+                "addr = \"127.0.0.1:7003\"\ndiscovery = \"127.0.0.1:26380\"",
+            );
+        let (e, msg) = err(&text);
+        assert_eq!(e.key(), Some("peer[2].discovery"));
+        assert!(
+            msg.contains("duplicate discovery address 127.0.0.1:26380"),
+            "{msg}"
+        );
     }
 }

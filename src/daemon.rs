@@ -16,6 +16,7 @@ use crate::consensus::transport::{
 };
 use crate::control::{Request, Response};
 use crate::core::events::Event;
+use crate::core::fence::FenceConfig;
 use crate::core::health::Report;
 use crate::core::topology::{Entry, Topology};
 use crate::core::types::{Addr, NodeId, Now};
@@ -27,6 +28,7 @@ use crate::core::{
 use crate::discovery::view::{
     myid_of, DiscoveryHandles, DiscoveryView, FailoverRequest, GroupView, PeerView, ReplicaView,
 };
+use crate::http_api::{ApiCall, HttpHandles};
 use crate::redis::Instance;
 use protobuf::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,6 +93,68 @@ pub fn core_config(cfg: &Config) -> CoreConfig {
         report_ttl_ms: (report_interval * 4)
             .max(cfg.raft.election_timeout())
             .as_millis() as u64,
+        fence: cfg.local_redis.as_ref().map(|local| FenceConfig {
+            local: local.clone(),
+            fence_after_ms: fence_after(cfg).as_millis() as u64,
+            boot_grace_ms: (cfg.raft.election_timeout() * 3).as_millis() as u64,
+        }),
+    }
+}
+
+/// `fence_after`: half the shortest `down_after` (always less than it), so a
+/// minority master stops taking writes before the majority can fail over.
+pub fn fence_after(cfg: &Config) -> Duration {
+    cfg.groups
+        .iter()
+        .map(|g| g.down_after / 2)
+        .min()
+        .unwrap_or(Duration::from_millis(500))
+}
+
+/// Where the pre-fence settings of the local instance are kept while fenced.
+fn fence_file(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_dir.join("fence.json")
+}
+
+/// The value that makes a master refuse every write (`-NOREPLICAS`): more
+/// replicas than any group has.
+const FENCE_MIN_REPLICAS: &str = "1000000";
+
+/// Apply or lift the fence on the local instance. Returns the state it is in.
+async fn apply_fence(
+    cfg: &Config,
+    auth: RedisAuth,
+    target: &Addr,
+    on: bool,
+) -> Result<bool, String> {
+    let path = fence_file(cfg);
+    let mut inst = Instance::new(target.clone(), auth, cfg.redis_timeout);
+    if on {
+        if !path.exists() {
+            let orig = inst
+                .config_get("min-replicas-to-write")
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or_else(|| "0".into());
+            let json = serde_json::json!({ "min-replicas-to-write": orig }).to_string();
+            std::fs::write(&path, json)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        inst.config_set("min-replicas-to-write", FENCE_MIN_REPLICAS)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(true)
+    } else {
+        let orig = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["min-replicas-to-write"].as_str().map(String::from))
+            .unwrap_or_else(|| "0".into());
+        inst.config_set("min-replicas-to-write", &orig)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&path);
+        Ok(false)
     }
 }
 
@@ -193,6 +257,7 @@ struct Shell {
     fresh_until: Option<Instant>,
     view_tx: watch::Sender<DiscoveryView>,
     events_tx: broadcast::Sender<Event>,
+    fence_tx: mpsc::Sender<bool>,
     last_raft: RaftState,
     /// Group of each watched instance, for its auth and ping interval.
     group_of: BTreeMap<Addr, String>,
@@ -238,6 +303,7 @@ impl Shell {
                     let _ = self.events_tx.send(ev);
                 }
                 Command::Watch(set) => self.watch(set),
+                Command::Fence { target, on } => self.spawn_fence(target, on),
             }
         }
     }
@@ -284,8 +350,35 @@ impl Shell {
         });
     }
 
+    fn spawn_fence(&self, target: Addr, on: bool) {
+        let group = self.group_of.get(&target).cloned().unwrap_or_default();
+        let auth = self.auth_for(&group);
+        let cfg = self.cfg.clone();
+        let tx = self.fence_tx.clone();
+        tokio::spawn(async move {
+            let state = match apply_fence(&cfg, auth, &target, on).await {
+                Ok(state) => {
+                    if state {
+                        warn!(message = "local redis fenced: it refuses writes until this daemon is back in the majority", %target);
+                    } else {
+                        info!(message = "fence lifted", %target);
+                    }
+                    state
+                }
+                Err(e) => {
+                    warn!(message = "fence change failed; retrying", %target, on, error = %e);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    !on
+                }
+            };
+            let _ = tx.send(state).await;
+        });
+    }
+
     fn broadcast(&self, report: &Report) {
-        let Ok(bytes) = serde_json::to_vec(report) else {
+        let mut report = report.clone();
+        report.log_last_index = self.node.last_index();
+        let Ok(bytes) = serde_json::to_vec(&report) else {
             return;
         };
         for p in &self.cfg.peers {
@@ -427,6 +520,12 @@ impl Shell {
         let mut keep = Vec::new();
         for (index, issued) in std::mem::take(&mut self.confirmed) {
             if applied >= index {
+                let at_ms = issued
+                    .saturating_duration_since(self.clock.start)
+                    .as_millis() as u64;
+                let now = self.clock.now();
+                let cmds = self.core.handle(now, Input::QuorumContact { at_ms });
+                self.execute(cmds);
                 let until = issued + horizon;
                 if self.fresh_until.is_none_or(|f| f < until) {
                     self.fresh_until = Some(until);
@@ -491,6 +590,21 @@ impl Shell {
         match self.leader_request(&r) {
             Some(resp) => send(resp),
             None => self.forward(r, send),
+        }
+    }
+
+    /// A call from the HTTP API: the same requests as the CLI.
+    fn on_api_call(&mut self, call: ApiCall) {
+        let reply = call.reply;
+        let send = move |resp: Response| {
+            let _ = reply.send(resp);
+        };
+        match call.request {
+            Request::Status => send(self.status_response()),
+            req => match self.leader_request(&req) {
+                Some(resp) => send(resp),
+                None => self.forward(req, send),
+            },
         }
     }
 
@@ -577,10 +691,13 @@ impl Shell {
                 }
             },
             KIND_REPORT => match serde_json::from_slice::<Report>(&inb.frame.payload) {
-                Ok(report) => self.feed(Input::PeerReport {
-                    from: inb.from,
-                    report,
-                }),
+                Ok(report) => {
+                    self.node.follower_log_end(inb.from, report.log_last_index);
+                    self.feed(Input::PeerReport {
+                        from: inb.from,
+                        report,
+                    })
+                }
                 Err(e) => {
                     warn!(message = "dropping undecodable report", from = inb.from, error = %e)
                 }
@@ -616,6 +733,8 @@ impl Shell {
         let mut status = serde_json::to_value(&view).unwrap_or_default();
         if let Some(obj) = status.as_object_mut() {
             obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+            // Invariant 3: whether this daemon's answers are authoritative now.
+            obj.insert("fresh".into(), self.fresh().into());
             obj.insert("applied_index".into(), self.node.applied().into());
             obj.insert(
                 "log_first_index".into(),
@@ -693,12 +812,23 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let (view_tx, view_rx) = watch::channel(DiscoveryView::default());
     let (events_tx, _) = broadcast::channel::<Event>(1024);
     let (failover_tx, mut failover_rx) = mpsc::channel::<FailoverRequest>(64);
+    let (fence_tx, mut fence_rx) = mpsc::channel::<bool>(8);
     let handles = DiscoveryHandles {
         view: view_rx,
         events: events_tx.clone(),
         failover: failover_tx,
     };
     start_discovery(&cfg, handles).await?;
+    let (api_tx, mut api_rx) = mpsc::channel::<ApiCall>(256);
+    let (_metrics_tx, metrics_rx) = watch::channel(String::new());
+    start_http(
+        &cfg,
+        HttpHandles {
+            calls: api_tx,
+            metrics: metrics_rx,
+        },
+    )
+    .await?;
     let mut shell = Shell {
         cfg,
         clock,
@@ -716,6 +846,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         fresh_until: None,
         view_tx,
         events_tx: events_tx.clone(),
+        fence_tx,
         last_raft: RaftState::default(),
         group_of: BTreeMap::new(),
     };
@@ -725,7 +856,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     core_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    shell.feed(Input::Tick);
+    let fenced = fence_file(&shell.cfg).exists();
+    if fenced {
+        warn!(message = "local redis was left fenced; the fence is lifted once the cluster confirms it may write");
+    }
+    shell.feed(Input::FenceState { on: fenced });
     loop {
         tokio::select! {
             _ = raft_timer.tick() => {
@@ -733,6 +868,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 shell.request_read();
             }
             Some(req) = failover_rx.recv() => shell.on_failover_request(req),
+            Some(on) = fence_rx.recv() => shell.feed(Input::FenceState { on }),
+            Some(call) = api_rx.recv() => shell.on_api_call(call),
             _ = core_timer.tick() => shell.feed(Input::Tick),
             Some(inb) = in_rx.recv() => shell.on_inbound(inb),
             Some(p) = probe_rx.recv() => shell.feed(Input::Probe { addr: p.addr, result: p.result }),
@@ -770,9 +907,31 @@ async fn shutdown_signal() {
 
 /// Start the Sentinel-compatible port, if configured.
 async fn start_discovery(cfg: &Config, handles: DiscoveryHandles) -> Result<(), DaemonError> {
-    // Wired by the discovery server; until configured the handles are kept
-    // alive by the loop's senders.
-    let _ = (cfg, handles);
+    let Some(d) = cfg.discovery.clone() else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(d.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: format!("{} (discovery)", d.listen),
+            source,
+        })?;
+    tokio::spawn(crate::discovery::serve(listener, d, handles));
+    Ok(())
+}
+
+/// Start the HTTP API, if configured.
+async fn start_http(cfg: &Config, handles: HttpHandles) -> Result<(), DaemonError> {
+    let Some(h) = cfg.http.clone() else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(h.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: format!("{} (http)", h.listen),
+            source,
+        })?;
+    tokio::spawn(crate::http::serve(listener, h, handles));
     Ok(())
 }
 
@@ -834,7 +993,7 @@ pub fn build_view(
         .map(|p| PeerView {
             id: p.id,
             myid: myid_of(p.id),
-            discovery_addr: None,
+            discovery_addr: p.discovery.clone(),
             last_heard_ms_ago: last_heard
                 .get(&p.id)
                 .map(|t| t.elapsed().as_millis() as u64),

@@ -66,6 +66,15 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Run before the local redis-server starts: make its config replicate
+    /// from the committed master unless it is the committed master itself.
+    Guard {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The local Redis config file to adjust.
+        #[arg(long)]
+        redis_conf: PathBuf,
+    },
     /// Maintenance mode: no automatic failover while on (still monitored).
     Maintenance {
         #[arg(value_enum)]
@@ -144,11 +153,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &cfg,
                 Duration::from_millis(timeout_ms),
             ));
-            if json {
-                println!("{}", serde_json::to_string_pretty(&answers)?);
+            let text = if json {
+                serde_json::to_string_pretty(&answers)? + "\n"
             } else {
-                print!("{}", raftinel::control::render(&answers));
-            }
+                raftinel::control::render(&answers)
+            };
+            // `raftinel status | head` closes the pipe early: not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
             let any = answers.iter().any(|a| a.status.is_some());
             Ok(if any {
                 ExitCode::SUCCESS
@@ -195,6 +206,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .block_on(raftinel::cli::maintenance(&cfg, &group, on))
                 .map_err(|e| anyhow::anyhow!("maintenance {group}: {e}"))?;
             println!("maintenance {} for {group}", if on { "on" } else { "off" });
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Guard { config, redis_conf } => {
+            let cfg = Config::load(&config)?;
+            init_tracing(&cfg.log_level);
+            let local = cfg.local_redis.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: guard needs `local_redis` (the Redis instance on this host)",
+                    config.display()
+                )
+            })?;
+            let decision = runtime()?
+                .block_on(raftinel::guard::decide(&cfg, &local))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let Some(d) = decision else {
+                println!("guard: no committed topology known for {local} (new cluster?); {} left unchanged", redis_conf.display());
+                return Ok(ExitCode::SUCCESS);
+            };
+            let changed = raftinel::guard::apply_to_redis_conf(&redis_conf, &d)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            println!(
+                "guard: committed master of {} is {} (source: {}); {local} starts as {}; {} {}",
+                d.group,
+                d.master,
+                d.source,
+                if d.replica { "a replica" } else { "the master" },
+                redis_conf.display(),
+                if changed { "updated" } else { "already right" }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::CheckConfig { config } => {

@@ -12,7 +12,7 @@
 //! both, so callers cannot.
 
 use super::storage::{LogStore, StorageError};
-use raft::eraftpb::{EntryType, Message, Snapshot};
+use raft::eraftpb::{EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, StateRole};
 
 /// A committed item for the state machine, in log order.
@@ -119,8 +119,39 @@ impl Node {
         self.raw.tick();
     }
 
-    pub fn step(&mut self, msg: Message) -> Result<(), raft::Error> {
+    pub fn step(&mut self, mut msg: Message) -> Result<(), raft::Error> {
+        // raft-rs aborts when a heartbeat carries a commit index beyond this
+        // log (a node whose data_dir was wiped or restored from an old backup).
+        // The commit index is only an upper bound: clamp it, and let the
+        // leader resend the log (see `follower_log_end`).
+        if msg.get_msg_type() == MessageType::MsgHeartbeat {
+            let last = self.raw.raft.raft_log.last_index();
+            if msg.commit > last {
+                msg.commit = last;
+            }
+        }
         self.raw.step(msg)
+    }
+
+    /// A follower says its log ends at `last_index`. If this leader believes
+    /// it holds more (its log was lost), forget that and probe again, so the
+    /// log is resent. Lowering `matched` only makes commits more
+    /// conservative, so a stale report is harmless.
+    pub fn follower_log_end(&mut self, id: u64, last_index: u64) {
+        if !self.is_leader() || id == self.id() {
+            return;
+        }
+        if let Some(pr) = self.raw.raft.mut_prs().get_mut(id) {
+            if pr.matched > last_index {
+                pr.matched = last_index;
+                pr.become_probe();
+            }
+        }
+    }
+
+    /// Index of the last entry in this node's log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
     }
 
     /// Propose an entry. Followers forward it to the leader; with no leader it

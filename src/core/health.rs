@@ -12,6 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     pub sdown: BTreeSet<Addr>,
+    /// Last index of the sender's Raft log (set by the shell; lets the leader
+    /// resend a log that a follower lost).
+    #[serde(default)]
+    pub log_last_index: u64,
 }
 
 /// This daemon's view of one instance.

@@ -18,6 +18,7 @@
 
 pub mod events;
 mod failover;
+pub mod fence;
 pub mod health;
 mod manual;
 pub mod select;
@@ -53,6 +54,8 @@ pub struct CoreConfig {
     pub report_interval_ms: u64,
     /// A peer's report older than this does not count towards a quorum.
     pub report_ttl_ms: u64,
+    /// Fencing of the local Redis instance, when it is configured.
+    pub fence: Option<fence::FenceConfig>,
 }
 
 /// This daemon's Raft role, as the consensus shell sees it.
@@ -103,6 +106,16 @@ pub enum Input {
         id: u64,
         result: Result<(), String>,
     },
+    /// A read-index round trip to a leader with a quorum was confirmed (mono ms
+    /// of when it was issued).
+    QuorumContact {
+        at_ms: u64,
+    },
+    /// The shell applied (or failed to apply) a fence change; `on` is the
+    /// state the local instance is in now. Also sent once at start.
+    FenceState {
+        on: bool,
+    },
 }
 
 /// A Redis reconfiguration the shell must run.
@@ -142,6 +155,11 @@ pub enum Command {
     Event(Event),
     /// Probe exactly these instances from now on.
     Watch(BTreeSet<Addr>),
+    /// Fence (refuse writes on) or unfence the local instance.
+    Fence {
+        target: Addr,
+        on: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -203,6 +221,7 @@ pub struct Core {
     own_switchovers: BTreeSet<(String, u64)>,
     /// Switchovers whose composite action failed, with the reason.
     switch_failed: BTreeMap<(String, u64), String>,
+    fence: fence::FenceState,
 }
 
 impl Core {
@@ -226,6 +245,7 @@ impl Core {
             promoted_confirmed: BTreeSet::new(),
             own_switchovers: BTreeSet::new(),
             switch_failed: BTreeMap::new(),
+            fence: fence::FenceState::default(),
         }
     }
 
@@ -271,6 +291,15 @@ impl Core {
                 }
             }
             Input::ActionDone { id, result } => self.on_action_done(now, id, result, &mut out),
+            Input::QuorumContact { at_ms } => {
+                if self.fence.confirmed_at_ms.is_none_or(|t| t < at_ms) {
+                    self.fence.confirmed_at_ms = Some(at_ms);
+                }
+            }
+            Input::FenceState { on } => {
+                self.fence.on = on;
+                self.fence.busy = false;
+            }
         }
         self.evaluate(now, &mut out);
         out
@@ -409,6 +438,7 @@ impl Core {
         for id in lost {
             self.inflight.remove(&id);
         }
+        self.evaluate_fence(now, out);
         let specs = self.cfg.groups.clone();
         for spec in &specs {
             self.update_odown(now, spec, out);
@@ -526,6 +556,7 @@ impl Core {
     fn maybe_broadcast(&mut self, now: Now, out: &mut Vec<Command>) {
         let report = Report {
             sdown: self.sdown_announced.clone(),
+            log_last_index: 0,
         };
         let due = match &self.last_report {
             None => true,
@@ -663,6 +694,7 @@ impl Core {
             .collect();
         StatusView {
             node_id: self.cfg.me,
+            fenced: self.fence.on,
             raft: self.raft,
             groups,
             peers,
@@ -767,6 +799,8 @@ impl Core {
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusView {
     pub node_id: NodeId,
+    /// The local instance is fenced (refuses writes) by this daemon.
+    pub fenced: bool,
     pub raft: RaftState,
     pub groups: Vec<GroupStatus>,
     pub peers: Vec<PeerStatus>,

@@ -68,6 +68,7 @@ fn core() -> Core {
         groups: vec![spec()],
         report_interval_ms: 200,
         report_ttl_ms: 1000,
+        fence: None,
     })
 }
 
@@ -144,6 +145,7 @@ fn peer_sees_down(c: &mut Core, t: u64, from: u64, ports: &[u16]) -> Vec<Command
             from,
             report: Report {
                 sdown: ports.iter().map(|p| a(*p)).collect(),
+                log_last_index: 0,
             },
         },
     )
@@ -193,7 +195,8 @@ fn sdown_only_after_down_after_without_valid_reply() {
     let cmds = c.handle(now(1101), Input::Tick);
     assert!(events(&cmds).contains(&"+sdown master g 127.0.0.1 1".to_string()));
     assert!(cmds.contains(&Command::Broadcast(Report {
-        sdown: [a(1)].into()
+        sdown: [a(1)].into(),
+        log_last_index: 0,
     })));
     let cmds = pong(&mut c, 1200, 1);
     assert!(events(&cmds).contains(&"-sdown master g 127.0.0.1 1".to_string()));
@@ -754,4 +757,116 @@ fn committed_master_reporting_replica_is_promoted_back() {
     assert!(events(&cmds)
         .iter()
         .any(|e| e.starts_with("+fix-master-config")));
+}
+
+fn fencing_core() -> Core {
+    let mut c = Core::new(CoreConfig {
+        me: 1,
+        groups: vec![spec()],
+        report_interval_ms: 200,
+        report_ttl_ms: 1000,
+        fence: Some(fence::FenceConfig {
+            local: a(1),
+            fence_after_ms: 500,
+            boot_grace_ms: 3000,
+        }),
+    });
+    c.handle(
+        now(0),
+        Input::Raft(RaftState {
+            term: 1,
+            leader: Some(2),
+            is_leader: false,
+            can_act: false,
+        }),
+    );
+    apply(
+        &mut c,
+        0,
+        Entry::InitGroup {
+            group: "g".into(),
+            master: a(1),
+            replicas: vec![a(2), a(3)],
+        },
+    );
+    c
+}
+
+fn fence_cmds(cmds: &[Command]) -> Vec<bool> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Fence { on, .. } => Some(*on),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn cut_off_master_is_fenced_after_fence_after_and_lifted_when_back() {
+    let mut c = fencing_core();
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    info(&mut c, 500, 1, master_info(&[2, 3]));
+    assert!(fence_cmds(&c.handle(now(599), Input::Tick)).is_empty());
+    let cmds = c.handle(now(600), Input::Tick);
+    assert_eq!(fence_cmds(&cmds), vec![true]);
+    assert!(events(&cmds).iter().any(|e| e.starts_with("+fence")));
+    // Not re-sent while the change is being applied.
+    assert!(fence_cmds(&c.handle(now(650), Input::Tick)).is_empty());
+    c.handle(now(700), Input::FenceState { on: true });
+    assert!(c.status(now(700)).fenced);
+    // Quorum back, still the committed master: lift.
+    let cmds = c.handle(now(900), Input::QuorumContact { at_ms: 900 });
+    assert_eq!(fence_cmds(&cmds), vec![false]);
+}
+
+#[test]
+fn fenced_old_master_stays_fenced_until_it_is_a_replica() {
+    let mut c = fencing_core();
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    info(&mut c, 500, 1, master_info(&[]));
+    c.handle(now(700), Input::Tick);
+    c.handle(now(700), Input::FenceState { on: true });
+    // While cut off, the majority failed over to :2.
+    for e in [
+        Entry::StartFailover {
+            group: "g".into(),
+            epoch: 1,
+            from: a(1),
+            to: a(2),
+            kind: FailoverKind::Auto,
+            started_wall_ms: 0,
+        },
+        Entry::PromotedMaster {
+            group: "g".into(),
+            epoch: 1,
+            master: a(2),
+        },
+    ] {
+        apply(&mut c, 800, e);
+    }
+    let cmds = c.handle(now(900), Input::QuorumContact { at_ms: 900 });
+    assert!(
+        fence_cmds(&cmds).is_empty(),
+        "still a master that is not the committed one"
+    );
+    let cmds = info(&mut c, 950, 1, replica_info(2, 0, 100, "m"));
+    assert_eq!(fence_cmds(&cmds), vec![false]);
+}
+
+#[test]
+fn replicas_and_fresh_daemons_are_never_fenced_and_boot_has_a_grace() {
+    let mut c = fencing_core();
+    info(&mut c, 100, 1, master_info(&[2, 3]));
+    // No contact yet since start: wait the boot grace (3000 ms).
+    assert!(fence_cmds(&c.handle(now(2900), Input::Tick)).is_empty());
+    assert_eq!(fence_cmds(&c.handle(now(3000), Input::Tick)), vec![true]);
+    let mut c = fencing_core();
+    for t in (0..5000).step_by(100) {
+        c.handle(now(t), Input::QuorumContact { at_ms: t });
+        info(&mut c, t, 1, master_info(&[2, 3]));
+        assert!(fence_cmds(&c.handle(now(t), Input::Tick)).is_empty());
+    }
+    let mut c = fencing_core();
+    info(&mut c, 100, 1, replica_info(2, 0, 100, "m"));
+    assert!(fence_cmds(&c.handle(now(9000), Input::Tick)).is_empty());
 }

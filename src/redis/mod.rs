@@ -209,6 +209,34 @@ impl Instance {
         self.reset_on_err(result)
     }
 
+    /// `CONFIG GET name`: the value, or `None` if the server has no such
+    /// parameter.
+    pub async fn config_get(&mut self, name: &str) -> Result<Option<String>, RedisError> {
+        let result = match self
+            .call("CONFIG GET", &cmd(&["CONFIG", "GET", name]))
+            .await
+        {
+            Ok(Value::Array(items)) => Ok(items.get(1).and_then(reply_text)),
+            Ok(Value::Map(pairs)) => Ok(pairs.first().and_then(|(_, v)| reply_text(v))),
+            Ok(other) => Err(self.unexpected("CONFIG GET", &other)),
+            Err(e) => Err(e),
+        };
+        self.reset_on_err(result)
+    }
+
+    /// `CONFIG SET name value`, then `CONFIG REWRITE` (best effort) so the
+    /// value a restart finds is the one in force.
+    pub async fn config_set(&mut self, name: &str, value: &str) -> Result<(), RedisError> {
+        let result = self
+            .call("CONFIG SET", &cmd(&["CONFIG", "SET", name, value]))
+            .await
+            .map(|_| ());
+        if result.is_ok() {
+            self.config_rewrite().await;
+        }
+        self.reset_on_err(result)
+    }
+
     /// `CLIENT UNPAUSE`.
     pub async fn unpause(&mut self) -> Result<(), RedisError> {
         let result = self

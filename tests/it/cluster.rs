@@ -29,10 +29,25 @@ impl GroupDef {
     }
 }
 
+/// Per-daemon settings of [`Cluster::start_with`].
+#[derive(Clone, Debug, Default)]
+pub struct DaemonOpts {
+    /// `local_redis` of each daemon (index 0 is daemon 1); missing: none.
+    pub local_redis: Vec<Option<Addr>>,
+    /// Give every daemon an HTTP API (`http_listen`) on a free port.
+    pub http: bool,
+    /// `http_token` of every daemon (with `http`).
+    pub http_token: Option<String>,
+}
+
 pub struct Daemon {
     pub id: u64,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// Address of its HTTP API, if configured.
+    pub http: Option<std::net::SocketAddr>,
+    /// Address of its Sentinel-compatible discovery port.
+    pub discovery: Option<std::net::SocketAddr>,
     child: Option<Child>,
 }
 
@@ -47,12 +62,33 @@ pub fn bin() -> &'static str {
 
 impl Cluster {
     pub fn start(groups: &[GroupDef]) -> Cluster {
+        Cluster::start_with(groups, &DaemonOpts::default())
+    }
+
+    pub fn start_with(groups: &[GroupDef], opts: &DaemonOpts) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let mut daemons = Vec::new();
         for id in 1..=3u64 {
+            let mut top = String::new();
+            if let Some(Some(r)) = opts.local_redis.get(id as usize - 1) {
+                top.push_str(&format!("local_redis = \"{r}\"\n"));
+            }
+            let http = opts
+                .http
+                .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], free_port())));
+            if let Some(a) = http {
+                top.push_str(&format!("http_listen = \"{a}\"\n"));
+                if let Some(t) = &opts.http_token {
+                    top.push_str(&format!("http_token = \"{t}\"\n"));
+                }
+            }
+            // Every daemon gets its own discovery port (the default, 26379,
+            // would collide between the three daemons of one test).
+            let discovery = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+            top.push_str(&format!("\n[discovery]\nlisten = \"{discovery}\"\n"));
             let mut toml = format!(
-                "node_id = {id}\ndata_dir = \"{}\"\npeer_secret = \"{SECRET}\"\nlog_level = \"info,raft_rs=warn\"\n\n[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\n\n",
+                "node_id = {id}\ndata_dir = \"{}\"\npeer_secret = \"{SECRET}\"\nlog_level = \"info,raft_rs=warn\"\n{top}\n[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\n\n",
                 dir.path().join(format!("data{id}")).display()
             );
             for (i, p) in ports.iter().enumerate() {
@@ -80,6 +116,8 @@ impl Cluster {
                 id,
                 config,
                 log: dir.path().join(format!("daemon{id}.log")),
+                http,
+                discovery: Some(discovery),
                 child: None,
             });
         }

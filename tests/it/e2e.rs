@@ -222,3 +222,46 @@ fn status_with_wrong_secret_is_refused() {
         "{text}"
     );
 }
+
+fn sentinel_master(port: u16, group: &str) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &port.to_string(),
+            "SENTINEL",
+            "get-master-addr-by-name",
+            group,
+        ])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[test]
+fn every_daemon_names_the_master_on_its_sentinel_port() {
+    let (mut master, replicas) = start_group(&RedisOpts::default(), 2);
+    let c = Cluster::start(&[group_of("mymaster", &master, &replicas)]);
+    let (m0, _) = c.wait_settled("mymaster", T);
+    let ports: Vec<u16> = c
+        .daemons
+        .iter()
+        .filter_map(|d| d.discovery)
+        .map(|a| a.port())
+        .collect();
+    assert_eq!(ports.len(), 3);
+    for p in &ports {
+        c.wait("the sentinel port to name the master", T, |_| {
+            (sentinel_master(*p, "mymaster") == m0).then_some(())
+        });
+    }
+    master.kill9();
+    let (m1, _) = wait_new_master(&c, "mymaster", &m0);
+    for p in &ports {
+        c.wait("the sentinel port to name the new master", T, |_| {
+            (sentinel_master(*p, "mymaster") == m1).then_some(())
+        });
+    }
+}

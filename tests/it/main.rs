@@ -3,8 +3,14 @@
 
 mod cli;
 mod cluster;
+mod discovery;
 mod e2e;
+mod fencing;
 mod harness;
+mod http;
+mod metrics;
+mod notify;
+mod provision;
 mod redis_shell;
 mod sim;
 mod switchover;

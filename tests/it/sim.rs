@@ -124,6 +124,7 @@ fn new_daemon_parts(id: u64, store: &LogStore) -> (Node, Core) {
         groups: vec![spec()],
         report_interval_ms: 100,
         report_ttl_ms: 1000,
+        fence: None,
     });
     if let Some(data) = snap {
         core.handle(
@@ -249,7 +250,7 @@ impl Sim {
                         }
                     }
                 }
-                Command::Event(_) | Command::Watch(_) => {}
+                Command::Event(_) | Command::Watch(_) | Command::Fence { .. } => {}
             }
         }
     }
