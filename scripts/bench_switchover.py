@@ -38,6 +38,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+sys.dont_write_bytecode = True  # no scripts/__pycache__ from the import below
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_producer import load_acks, now_ms, resolve_master, split_addr  # noqa: E402
 

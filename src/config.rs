@@ -94,7 +94,7 @@ pub struct GroupConfig {
 }
 
 /// Validated configuration of one daemon.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// The file it was read from (for messages).
     pub path: PathBuf,
@@ -116,6 +116,13 @@ pub struct Config {
     pub discovery: Option<DiscoverySettings>,
     /// The HTTP API (`http_listen`); `None`: no HTTP server.
     pub http: Option<HttpSettings>,
+    /// Notification channels.
+    pub notify: crate::notify::NotifyConfig,
+    /// Built-in alert rules.
+    pub alerts: crate::alerts::AlertRules,
+    /// Fence the local master after this long without quorum contact
+    /// (default: half the shortest `down_after_ms`; always less than it).
+    pub fence_after: Duration,
 }
 
 /// The HTTP API's settings (`http_listen`, `http_token*`, `http_open_read`).
@@ -306,6 +313,14 @@ struct RawConfig {
     peer: Vec<RawPeer>,
     #[serde(default)]
     group: Vec<Spanned<RawGroup>>,
+    /// `[[notify]]` channels (see docs/notifications.md).
+    #[serde(default)]
+    notify: Vec<crate::notify::RawChannel>,
+    /// `[alerts]` thresholds of the built-in alerts.
+    #[serde(default)]
+    alerts: Option<crate::alerts::RawAlerts>,
+    #[serde(default)]
+    fence_after_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -1209,6 +1224,18 @@ impl Ctx<'_> {
         let raft = self.raft(raw.raft.as_ref())?;
         let discovery = self.discovery(raw.discovery.as_ref(), peer_listen, &raft)?;
         let http = self.http(&raw)?;
+        let group_names: Vec<String> = raw
+            .group
+            .iter()
+            .map(|g| g.get_ref().name.get_ref().clone())
+            .collect();
+        let notify =
+            crate::notify::validate_channels(raw.notify.clone(), &self.base, Some(&group_names))
+                .map_err(|e| self.notify_err(e))?;
+        let alerts = match raw.alerts.clone() {
+            Some(a) => a.validate("alerts.").map_err(|e| self.notify_err(e))?,
+            None => crate::alerts::AlertRules::default(),
+        };
 
         // Default Redis auth.
         let default_auth = match &raw.redis {
@@ -1261,6 +1288,30 @@ impl Ctx<'_> {
             groups.push(group);
         }
 
+        let min_down = groups
+            .iter()
+            .map(|g| g.down_after)
+            .min()
+            .unwrap_or(Duration::from_millis(1000));
+        let fence_after = match &raw.fence_after_ms {
+            None => min_down / 2,
+            Some(v) => {
+                let d = Duration::from_millis(*v.get_ref());
+                if d.is_zero() || d >= min_down {
+                    return Err(self.invalid(
+                        "fence_after_ms",
+                        Some(&v.span()),
+                        format!(
+                            "{} is not below the shortest down_after_ms ({} ms); expected 1..{} so a cut-off master stops taking writes before the majority fails over",
+                            v.get_ref(),
+                            min_down.as_millis(),
+                            min_down.as_millis()
+                        ),
+                    ));
+                }
+                d
+            }
+        };
         Ok(Config {
             path: self.path.to_path_buf(),
             node_id,
@@ -1275,7 +1326,19 @@ impl Ctx<'_> {
             log_level,
             discovery,
             http,
+            notify,
+            alerts,
+            fence_after,
         })
+    }
+
+    /// A `[[notify]]` / `[alerts]` error as a config error with its line.
+    fn notify_err(&self, e: crate::notify::NotifyConfigError) -> ConfigError {
+        if e.secret {
+            self.secret_err(e.key, e.span.as_ref(), e.message)
+        } else {
+            self.invalid(e.key, e.span.as_ref(), e.message)
+        }
     }
 
     /// `http_listen`, `http_token*`, `http_open_read`.

@@ -7,6 +7,7 @@
 //! instance) and the action tasks. Decides nothing itself: every decision is in
 //! `crate::core`.
 
+use crate::alerts::{AlertEngine, InstanceSample};
 use crate::config::{Config, RedisAuth};
 use crate::consensus::logger::slog_to_tracing;
 use crate::consensus::node::{Committed, Node, NodeError, Ticks};
@@ -29,6 +30,9 @@ use crate::discovery::view::{
     myid_of, DiscoveryHandles, DiscoveryView, FailoverRequest, GroupView, PeerView, ReplicaView,
 };
 use crate::http_api::{ApiCall, HttpHandles};
+use crate::metrics::{parse_info_metrics, InfoMetrics, Metrics, RaftMetrics};
+use crate::notices::{self, Timeline};
+use crate::notify::{Notification, Notifier, Outcome as DeliveryOutcome};
 use crate::redis::Instance;
 use protobuf::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
@@ -104,11 +108,7 @@ pub fn core_config(cfg: &Config) -> CoreConfig {
 /// `fence_after`: half the shortest `down_after` (always less than it), so a
 /// minority master stops taking writes before the majority can fail over.
 pub fn fence_after(cfg: &Config) -> Duration {
-    cfg.groups
-        .iter()
-        .map(|g| g.down_after / 2)
-        .min()
-        .unwrap_or(Duration::from_millis(500))
+    cfg.fence_after
 }
 
 /// Where the pre-fence settings of the local instance are kept while fenced.
@@ -176,6 +176,8 @@ impl Clock {
 struct ProbeMsg {
     addr: Addr,
     result: ProbeResult,
+    /// Full INFO text, for metrics and alerts.
+    text: Option<String>,
 }
 
 struct ActionMsg {
@@ -210,10 +212,12 @@ async fn probe_loop(
             }
         }
         let want_info = forced || !healthy || last_info.is_none_or(|t| t.elapsed() >= INFO_PERIOD);
+        let mut text = None;
         let result = if want_info {
-            match inst.info().await {
-                Ok(i) => {
+            match inst.info_full().await {
+                Ok((i, t)) => {
                     last_info = Some(Instant::now());
+                    text = Some(t);
                     ProbeResult::Info(i)
                 }
                 Err(e) => ProbeResult::Failed(e.to_string()),
@@ -228,6 +232,7 @@ async fn probe_loop(
         let msg = ProbeMsg {
             addr: inst.addr().clone(),
             result,
+            text,
         };
         if tx.send(msg).await.is_err() {
             return;
@@ -258,6 +263,16 @@ struct Shell {
     view_tx: watch::Sender<DiscoveryView>,
     events_tx: broadcast::Sender<Event>,
     fence_tx: mpsc::Sender<bool>,
+    metrics: Arc<Metrics>,
+    metrics_tx: watch::Sender<String>,
+    notifier: Notifier,
+    alerts: AlertEngine,
+    /// Latest INFO metrics per instance.
+    infos: BTreeMap<Addr, InfoMetrics>,
+    timeline: Timeline,
+    /// Freshness as last reported (quorum lost / regained notices).
+    was_fresh: bool,
+    lost_since_ms: Option<u64>,
     last_raft: RaftState,
     /// Group of each watched instance, for its auth and ping interval.
     group_of: BTreeMap<Addr, String>,
@@ -300,10 +315,18 @@ impl Shell {
                 Command::Broadcast(report) => self.broadcast(&report),
                 Command::Event(ev) => {
                     info!(target: "raftinel::event", "{ev}");
+                    self.timeline.record(self.clock.now().wall_ms, &ev);
                     let _ = self.events_tx.send(ev);
                 }
                 Command::Watch(set) => self.watch(set),
                 Command::Fence { target, on } => self.spawn_fence(target, on),
+                Command::Notify(n) => {
+                    let now = self.clock.now();
+                    let note =
+                        notices::notification(&n, &self.timeline, self.cfg.node_id, now.wall_ms);
+                    self.notifier.submit(note);
+                }
+                Command::Delivered { id, channel } => self.notifier.mark_delivered(&id, &channel),
             }
         }
     }
@@ -492,6 +515,10 @@ impl Shell {
                     info!(message = "raft leadership", term = st.term, leader = ?st.leader, me = self.cfg.node_id);
                 }
                 self.last_raft = st;
+                self.notifier.set_active(st.can_act);
+                if !st.can_act {
+                    self.alerts.reset();
+                }
                 self.feed(Input::Raft(st));
             }
             if !self.node.has_ready() {
@@ -591,6 +618,122 @@ impl Shell {
             Some(resp) => send(resp),
             None => self.forward(r, send),
         }
+    }
+
+    /// A probe result: metrics first, then the core.
+    fn on_probe(&mut self, p: ProbeMsg) {
+        let group = self.group_of.get(&p.addr).cloned().unwrap_or_default();
+        let addr = p.addr.to_string();
+        match (&p.result, p.text) {
+            (ProbeResult::Info(_), Some(text)) => {
+                let m = parse_info_metrics(&text);
+                self.metrics
+                    .set_instance(&group, &addr, true, Some(m.clone()));
+                self.infos.insert(p.addr.clone(), m);
+            }
+            (ProbeResult::Failed(_), _) => {
+                self.metrics.set_instance(&group, &addr, false, None);
+                self.infos.remove(&p.addr);
+            }
+            _ => {}
+        }
+        self.feed(Input::Probe {
+            addr: p.addr,
+            result: p.result,
+        });
+    }
+
+    /// Every second: metrics, built-in alerts (leader), quorum notices, and
+    /// the metrics text for `GET /metrics`.
+    fn second_tick(&mut self) {
+        let now = self.clock.now();
+        let status = self.core.status(now);
+        let fresh = self.fresh();
+        let reachable = 1 + self
+            .last_heard
+            .values()
+            .filter(|t| t.elapsed() < self.cfg.raft.election_timeout())
+            .count();
+        self.metrics.set_raft(RaftMetrics {
+            node_id: self.cfg.node_id,
+            term: status.raft.term,
+            is_leader: status.raft.is_leader,
+            leader_id: status.raft.leader.unwrap_or(0),
+            quorum_reachable: fresh,
+        });
+        self.metrics.set_export_redis(status.raft.is_leader);
+        let mut samples = Vec::new();
+        for g in &status.groups {
+            self.metrics.set_group(&g.name, g.epoch);
+            let expected = g
+                .instances
+                .iter()
+                .filter(|i| i.committed_role == "slave")
+                .count();
+            for i in &g.instances {
+                self.metrics
+                    .set_sdown(&g.name, &i.addr.to_string(), i.sdown_here);
+                samples.push(InstanceSample {
+                    group: g.name.clone(),
+                    instance: i.addr.to_string(),
+                    info: self.infos.get(&i.addr).cloned(),
+                    expected_replicas: (i.committed_role == "master").then_some(expected),
+                });
+            }
+        }
+        let keep: BTreeSet<String> = self.group_of.keys().map(|a| a.to_string()).collect();
+        self.metrics.retain_instances(|_, addr| keep.contains(addr));
+        if status.raft.can_act {
+            for t in self.alerts.evaluate(now.wall_ms, &samples) {
+                let epoch = status
+                    .groups
+                    .iter()
+                    .find(|g| g.name == t.group)
+                    .map_or(0, |g| g.epoch);
+                info!(target: "raftinel::alert", "{} {} {}", if t.firing { "FIRING" } else { "resolved" }, t.name, t.message);
+                self.notifier
+                    .submit(Notification::from_alert(&t, epoch, now.wall_ms));
+            }
+            self.metrics.set_alerts(self.alerts.firing());
+        } else {
+            self.metrics.set_alerts(Vec::new());
+        }
+        let cluster = self.cfg.peers.len();
+        if self.was_fresh && !fresh {
+            self.lost_since_ms = Some(now.wall_ms);
+            warn!(
+                message = "quorum lost: this daemon names no master until it is back",
+                reachable, cluster
+            );
+            self.notifier.submit(Notification::quorum_lost(
+                self.cfg.node_id,
+                reachable,
+                cluster,
+                now.wall_ms,
+                now.wall_ms,
+            ));
+        } else if !self.was_fresh && fresh {
+            if let Some(since) = self.lost_since_ms.take() {
+                info!(message = "quorum regained", reachable, cluster);
+                self.notifier.submit(Notification::quorum_regained(
+                    self.cfg.node_id,
+                    reachable,
+                    cluster,
+                    since,
+                    now.wall_ms,
+                ));
+            }
+        }
+        self.was_fresh = fresh;
+        let text = self.metrics.render();
+        self.metrics_tx.send_if_modified(|t| {
+            if *t == text {
+                false
+            } else {
+                *t = text;
+                true
+            }
+        });
     }
 
     /// A call from the HTTP API: the same requests as the CLI.
@@ -820,7 +963,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     };
     start_discovery(&cfg, handles).await?;
     let (api_tx, mut api_rx) = mpsc::channel::<ApiCall>(256);
-    let (_metrics_tx, metrics_rx) = watch::channel(String::new());
+    let (metrics_tx, metrics_rx) = watch::channel(String::new());
+    let metrics = Arc::new(Metrics::new());
+    let cfg_notify = cfg.notify.clone();
+    let cfg_alerts = cfg.alerts.clone();
     start_http(
         &cfg,
         HttpHandles {
@@ -847,6 +993,14 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         view_tx,
         events_tx: events_tx.clone(),
         fence_tx,
+        notifier: Notifier::with_metrics(cfg_notify, metrics.clone()),
+        metrics,
+        metrics_tx,
+        alerts: AlertEngine::new(cfg_alerts),
+        infos: BTreeMap::new(),
+        timeline: Timeline::default(),
+        was_fresh: false,
+        lost_since_ms: None,
         last_raft: RaftState::default(),
         group_of: BTreeMap::new(),
     };
@@ -854,6 +1008,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     raft_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut core_timer = tokio::time::interval(CORE_TICK);
     core_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut delivered_rx = shell.notifier.delivered();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let fenced = fence_file(&shell.cfg).exists();
@@ -872,7 +1029,16 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             Some(call) = api_rx.recv() => shell.on_api_call(call),
             _ = core_timer.tick() => shell.feed(Input::Tick),
             Some(inb) = in_rx.recv() => shell.on_inbound(inb),
-            Some(p) = probe_rx.recv() => shell.feed(Input::Probe { addr: p.addr, result: p.result }),
+            Some(p) = probe_rx.recv() => shell.on_probe(p),
+            _ = second.tick() => shell.second_tick(),
+            rep = delivered_rx.recv() => {
+                if let Ok(rep) = rep {
+                    if rep.replicate && rep.outcome == DeliveryOutcome::Delivered {
+                        let group = rep.id.split('/').next().unwrap_or_default().to_string();
+                        shell.feed(Input::NotificationDelivered { group, id: rep.id, channel: rep.channel });
+                    }
+                }
+            }
             Some(a) = action_rx.recv() => {
                 shell.feed(Input::ActionDone { id: a.id, result: a.result });
                 shell.refresh.send_modify(|g| *g += 1);

@@ -26,5 +26,6 @@ pub mod guard;
 pub mod http;
 pub mod http_api;
 pub mod metrics;
+pub mod notices;
 pub mod notify;
 pub mod redis;

@@ -28,7 +28,7 @@ use super::topology::{Entry, Failover, FailoverKind, GroupState, Phase};
 /// promoting) before the leader gives up on hearing from it.
 const SWITCHOVER_GRACE_MS: u64 = 5_000;
 use super::types::{Addr, Now, Role};
-use super::{ActionKind, Command, Core, GroupSpec, Op};
+use super::{ActionKind, Command, Core, GroupSpec, Notice, Op};
 use std::collections::BTreeSet;
 
 impl Core {
@@ -157,7 +157,20 @@ impl Core {
                     }
                     match self.fresh_info(&spec.name, r) {
                         None => waiting = true, // wait for a fresh INFO
-                        Some(i) if i.master_addr() == Some(&g.master) => {}
+                        Some(i) if i.master_addr() == Some(&g.master) => {
+                            if self.acted_at.contains_key(r)
+                                && self
+                                    .reconf_done
+                                    .insert((spec.name.clone(), f.epoch, r.clone()))
+                            {
+                                out.push(Command::Event(Event::replica(
+                                    "+slave-reconf-done",
+                                    &spec.name,
+                                    r,
+                                    &g.master,
+                                )));
+                            }
+                        }
                         Some(_) => todo.push(r.clone()),
                     }
                 }
@@ -348,6 +361,15 @@ impl Core {
                         ev.payload.push_str(&format!(" ({})", why.join("; ")));
                     }
                     out.push(Command::Event(ev));
+                    out.push(Command::Notify(Notice::NoEligibleReplica {
+                        group: spec.name.clone(),
+                        epoch: g.epoch,
+                        master: g.master.clone(),
+                        rejected: rejections
+                            .iter()
+                            .map(|r| (r.addr.clone(), r.reason.clone()))
+                            .collect(),
+                    }));
                 }
             }
         }

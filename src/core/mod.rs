@@ -116,6 +116,12 @@ pub enum Input {
     FenceState {
         on: bool,
     },
+    /// This leader delivered a notification: record it in the log.
+    NotificationDelivered {
+        group: String,
+        id: String,
+        channel: String,
+    },
 }
 
 /// A Redis reconfiguration the shell must run.
@@ -146,6 +152,59 @@ pub struct Action {
     pub op: Op,
 }
 
+/// Something people must hear about; the shell turns it into notifications.
+/// Failover notices come from committed entries on every daemon (same id
+/// everywhere); observations (down, no replica) only from the leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    FailoverStarted {
+        group: String,
+        epoch: u64,
+        from: Addr,
+        to: Addr,
+        kind: topology::FailoverKind,
+    },
+    FailoverCompleted {
+        group: String,
+        epoch: u64,
+        from: Addr,
+        to: Addr,
+        kind: topology::FailoverKind,
+        duration_ms: u64,
+    },
+    FailoverAborted {
+        group: String,
+        epoch: u64,
+        from: Addr,
+        to: Addr,
+        reason: String,
+    },
+    OldMasterRejoined {
+        group: String,
+        epoch: u64,
+        instance: Addr,
+        master: Addr,
+    },
+    SubjectivelyDown {
+        group: String,
+        epoch: u64,
+        instance: Addr,
+        is_master: bool,
+    },
+    ObjectivelyDown {
+        group: String,
+        epoch: u64,
+        master: Addr,
+        quorum: usize,
+    },
+    NoEligibleReplica {
+        group: String,
+        epoch: u64,
+        master: Addr,
+        rejected: Vec<(Addr, String)>,
+    },
+}
+
 /// What the shell must do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -159,6 +218,12 @@ pub enum Command {
     Fence {
         target: Addr,
         on: bool,
+    },
+    Notify(Notice),
+    /// A notification delivery was committed: do not send it again.
+    Delivered {
+        id: String,
+        channel: String,
     },
 }
 
@@ -222,6 +287,8 @@ pub struct Core {
     /// Switchovers whose composite action failed, with the reason.
     switch_failed: BTreeMap<(String, u64), String>,
     fence: fence::FenceState,
+    /// `+slave-reconf-done` announced, per (group, epoch, replica).
+    reconf_done: BTreeSet<(String, u64, Addr)>,
 }
 
 impl Core {
@@ -246,6 +313,7 @@ impl Core {
             own_switchovers: BTreeSet::new(),
             switch_failed: BTreeMap::new(),
             fence: fence::FenceState::default(),
+            reconf_done: BTreeSet::new(),
         }
     }
 
@@ -300,6 +368,11 @@ impl Core {
                 self.fence.on = on;
                 self.fence.busy = false;
             }
+            Input::NotificationDelivered { group, id, channel } => {
+                if self.raft.is_leader {
+                    out.push(Command::Propose(Entry::Delivered { group, id, channel }));
+                }
+            }
         }
         self.evaluate(now, &mut out);
         out
@@ -325,7 +398,12 @@ impl Core {
     }
 
     fn on_applied(&mut self, now: Now, entry: Entry, replay: bool, out: &mut Vec<Command>) {
+        if let Entry::Delivered { id, channel, .. } = entry {
+            out.push(Command::Delivered { id, channel });
+            return;
+        }
         let group = entry.group().to_string();
+        let before = self.topo.group(&group).and_then(|g| g.failover.clone());
         if let Some((p, _)) = self.pending.get(&group) {
             if *p == entry || !replay {
                 self.pending.remove(&group);
@@ -342,6 +420,9 @@ impl Core {
                 }
                 if !replay {
                     out.extend(events.into_iter().map(Command::Event));
+                    if let Some(n) = self.notice_for(&entry, before) {
+                        out.push(Command::Notify(n));
+                    }
                 }
             }
             Applied::Rejected(reason) => {
@@ -352,6 +433,51 @@ impl Core {
                     )));
                 }
             }
+        }
+    }
+
+    /// The notice a committed entry calls for (`before`: the failover in
+    /// progress before the entry was applied).
+    fn notice_for(&self, entry: &Entry, before: Option<Failover>) -> Option<Notice> {
+        match entry {
+            Entry::StartFailover {
+                group,
+                epoch,
+                from,
+                to,
+                kind,
+                ..
+            } => Some(Notice::FailoverStarted {
+                group: group.clone(),
+                epoch: *epoch,
+                from: from.clone(),
+                to: to.clone(),
+                kind: *kind,
+            }),
+            Entry::FinishFailover {
+                group,
+                epoch,
+                completed_wall_ms,
+            } => before.map(|f| Notice::FailoverCompleted {
+                group: group.clone(),
+                epoch: *epoch,
+                from: f.from,
+                to: f.to,
+                kind: f.kind,
+                duration_ms: completed_wall_ms.saturating_sub(f.started_wall_ms),
+            }),
+            Entry::AbortFailover {
+                group,
+                epoch,
+                reason,
+            } => before.map(|f| Notice::FailoverAborted {
+                group: group.clone(),
+                epoch: *epoch,
+                from: f.from,
+                to: f.to,
+                reason: reason.clone(),
+            }),
+            _ => None,
         }
     }
 
@@ -388,6 +514,14 @@ impl Core {
                     }
                 }
                 ActionKind::Demote => {
+                    if let Some(m) = &master {
+                        out.push(Command::Notify(Notice::OldMasterRejoined {
+                            group: group.clone(),
+                            epoch: a.epoch,
+                            instance: a.target.clone(),
+                            master: m.clone(),
+                        }));
+                    }
                     if let Some(m) = master {
                         out.push(Command::Event(Event::replica(
                             "+convert-to-slave",
@@ -538,6 +672,20 @@ impl Core {
             .collect();
         for a in down.difference(&self.sdown_announced) {
             out.push(Command::Event(self.instance_event("+sdown", a)));
+            if self.raft.is_leader {
+                if let Some(g) = self
+                    .owner
+                    .get(a)
+                    .and_then(|g| self.topo.group(g).map(|s| (g, s)))
+                {
+                    out.push(Command::Notify(Notice::SubjectivelyDown {
+                        group: g.0.clone(),
+                        epoch: g.1.epoch,
+                        instance: a.clone(),
+                        is_master: g.1.master == *a,
+                    }));
+                }
+            }
             if let Some(h) = self.health.get_mut(a) {
                 h.sdown_since_ms = Some(now.mono_ms);
             }
@@ -605,6 +753,14 @@ impl Core {
             let mut ev = Event::master("+odown", &spec.name, &master);
             ev.payload.push_str(&format!(" #quorum {}", spec.quorum));
             out.push(Command::Event(ev));
+            if self.raft.is_leader {
+                out.push(Command::Notify(Notice::ObjectivelyDown {
+                    group: spec.name.clone(),
+                    epoch: self.topo.group(&spec.name).map_or(0, |g| g.epoch),
+                    master: master.clone(),
+                    quorum: spec.quorum,
+                }));
+            }
         }
     }
 

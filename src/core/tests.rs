@@ -276,9 +276,11 @@ fn automatic_failover_step_by_step() {
             result: Ok(()),
         },
     );
-    // New master answers, replica follows it -> finish.
+    // New master answers, replica follows it -> done, finish.
     info(&mut c, 1200, 2, master_info(&[3]));
     let cmds = info(&mut c, 1200, 3, replica_info(2, 90, 100, "a"));
+    assert!(events(&cmds)
+        .contains(&"+slave-reconf-done slave 127.0.0.1:3 127.0.0.1 3 @ g 127.0.0.1 2".to_string()));
     assert_eq!(
         proposals(&cmds),
         vec![Entry::FinishFailover {

@@ -86,6 +86,13 @@ pub enum Entry {
     },
     /// Maintenance mode: no automatic failover while on.
     SetMaintenance { group: String, on: bool },
+    /// A notification was delivered on a channel (so a new leader does not
+    /// send it again). Changes no group state.
+    Delivered {
+        group: String,
+        id: String,
+        channel: String,
+    },
 }
 
 impl Entry {
@@ -97,7 +104,8 @@ impl Entry {
             | Entry::PromotedMaster { group, .. }
             | Entry::FinishFailover { group, .. }
             | Entry::AbortFailover { group, .. }
-            | Entry::SetMaintenance { group, .. } => group,
+            | Entry::SetMaintenance { group, .. }
+            | Entry::Delivered { group, .. } => group,
         }
     }
 
@@ -360,6 +368,7 @@ impl Topology {
                 ev.payload.push_str(&format!(" ({reason})"));
                 Applied::Ok(vec![ev])
             }
+            Entry::Delivered { .. } => Applied::Ok(Vec::new()),
             Entry::SetMaintenance { group, on } => {
                 let Some(g) = self.groups.get_mut(group) else {
                     return Applied::Rejected(format!("unknown group {group}"));

@@ -181,6 +181,22 @@ impl Instance {
         self.reset_on_err(result)
     }
 
+    /// Full `INFO` (default sections), parsed, with its text (for metrics
+    /// and alerts).
+    pub async fn info_full(&mut self) -> Result<(InstanceInfo, String), RedisError> {
+        let result = async {
+            let reply = self.call("INFO", &cmd(&["INFO"])).await?;
+            let text = reply_text(&reply).ok_or_else(|| self.unexpected("INFO", &reply))?;
+            let info = info::parse_info(&text).map_err(|source| RedisError::Info {
+                addr: self.addr.clone(),
+                source,
+            })?;
+            Ok((info, text))
+        }
+        .await;
+        self.reset_on_err(result)
+    }
+
     /// Makes the instance a master: `REPLICAOF NO ONE`, then `ROLE` must report
     /// `master` (else [`RedisError::NotPromoted`]); then `CONFIG REWRITE` and
     /// `CLIENT KILL TYPE normal` (our own connection is skipped), whose failures

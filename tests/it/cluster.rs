@@ -38,6 +38,8 @@ pub struct DaemonOpts {
     pub http: bool,
     /// `http_token` of every daemon (with `http`).
     pub http_token: Option<String>,
+    /// TOML appended to every daemon's config (e.g. `[[notify]]` tables).
+    pub extra: String,
 }
 
 pub struct Daemon {
@@ -110,6 +112,7 @@ impl Cluster {
                 }
                 toml.push('\n');
             }
+            toml.push_str(&opts.extra);
             let config = dir.path().join(format!("node{id}.toml"));
             std::fs::write(&config, toml).expect("write config");
             daemons.push(Daemon {

@@ -84,6 +84,7 @@ fn cluster() -> (RedisProc, Vec<RedisProc>, Cluster, Vec<SocketAddr>) {
         ],
         http: true,
         http_token: Some(TOKEN.into()),
+        ..DaemonOpts::default()
     };
     let c = Cluster::start_with(&[g], &opts);
     let api: Vec<SocketAddr> = c

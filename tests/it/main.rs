@@ -10,6 +10,7 @@ mod harness;
 mod http;
 mod metrics;
 mod notify;
+mod notify_e2e;
 mod provision;
 mod redis_shell;
 mod sim;

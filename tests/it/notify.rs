@@ -79,13 +79,13 @@ async fn wait_report(
 // SMTP: aiosmtpd as a subprocess
 // ---------------------------------------------------------------------------
 
-struct SmtpSink {
+pub(crate) struct SmtpSink {
     child: Child,
     dir: PathBuf,
 }
 
 impl SmtpSink {
-    fn start(port: u16, dir: &Path, auth: Option<&str>) -> SmtpSink {
+    pub(crate) fn start(port: u16, dir: &Path, auth: Option<&str>) -> SmtpSink {
         let check = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .output();
@@ -135,7 +135,11 @@ impl SmtpSink {
     }
 
     /// Waits for `n` messages; returns each parsed (JSON) and raw.
-    fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<(serde_json::Value, String)> {
+    pub(crate) fn wait_messages(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<(serde_json::Value, String)> {
         let deadline = Instant::now() + timeout;
         loop {
             let emls = self.emls();
@@ -158,7 +162,7 @@ impl SmtpSink {
         }
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.emls().len()
     }
 }
@@ -170,7 +174,7 @@ impl Drop for SmtpSink {
     }
 }
 
-fn email_channel(name: &str, port: u16, extra: &str) -> String {
+pub(crate) fn email_channel(name: &str, port: u16, extra: &str) -> String {
     format!(
         r#"
 [[notify]]

@@ -250,7 +250,11 @@ impl Sim {
                         }
                     }
                 }
-                Command::Event(_) | Command::Watch(_) | Command::Fence { .. } => {}
+                Command::Event(_)
+                | Command::Watch(_)
+                | Command::Fence { .. }
+                | Command::Notify(_)
+                | Command::Delivered { .. } => {}
             }
         }
     }
