@@ -2,7 +2,9 @@
 # The project's single test command (also what CI runs, through .ci/run).
 #
 # 1. Installs what the tests need when it is missing: redis-server and
-#    redis-tools (apt-get), the Python `redis` package (pip).
+#    redis-tools, prometheus (for promtool), iptables, iproute2, util-linux
+#    (flock, unshare) and ruby (Vagrantfile check) through apt-get; the Python
+#    packages redis and aiosmtpd (a real SMTP server) through pip.
 # 2. cargo fmt --check
 # 3. cargo clippy --all-targets -- -D warnings
 # 4. cargo nextest run --workspace --no-fail-fast (cargo test --workspace
@@ -41,7 +43,22 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     rt_apt_install redis-server redis-tools
 fi
 rt_ok "$(redis-server --version | cut -d' ' -f1-3), $(redis-cli --version)"
+# Debian package -> a command it provides.
+missing=()
+for pair in prometheus:promtool iptables:iptables iproute2:ip util-linux:unshare ruby:ruby; do
+    command -v "${pair#*:}" >/dev/null 2>&1 || missing+=("${pair%%:*}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    rt_say "    missing: ${missing[*]}: installing"
+    rt_apt_install "${missing[@]}"
+fi
+rt_ok "$(promtool --version 2>&1 | head -1), $(iptables --version), $(ruby --version | cut -d' ' -f1-2)"
 rt_need_pyredis
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+    rt_say "    installing the Python package aiosmtpd (real SMTP server for the notification tests)"
+    python3 -m pip install -q aiosmtpd || python3 -m pip install -q --break-system-packages aiosmtpd
+fi
+rt_ok "aiosmtpd $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
 rt_ok "python3 $(python3 -c 'import redis, sys; print(sys.version.split()[0], "+ redis-py", redis.__version__)')"
 for tool in fmt clippy; do
     cargo "$tool" --version >/dev/null 2>&1 ||
