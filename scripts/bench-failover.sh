@@ -49,6 +49,9 @@ RB="${BENCH_REDIS_PORT:-16379}"
 PB="${BENCH_PEER_PORT:-17001}"
 REDIS_PORTS=("$RB" "$((RB + 1))" "$((RB + 2))")
 PEER_PORTS=("$PB" "$((PB + 1))" "$((PB + 2))")
+DB="${BENCH_DISCOVERY_PORT:-18379}"
+DISCOVERY_PORTS=("$DB" "$((DB + 1))" "$((DB + 2))")
+SENTINELS="127.0.0.1:${DISCOVERY_PORTS[0]},127.0.0.1:${DISCOVERY_PORTS[1]},127.0.0.1:${DISCOVERY_PORTS[2]}"
 PRODUCER="$RT_ROOT/scripts/bench_producer.py"
 TMP=""
 PRODUCER_PID=""
@@ -82,13 +85,13 @@ trap 'exit 143' TERM
 rt_step "prerequisites"
 rt_need_redis
 rt_need_pyredis
-rt_require_free_ports "${REDIS_PORTS[@]}" "${PEER_PORTS[@]}"
+rt_require_free_ports "${REDIS_PORTS[@]}" "${PEER_PORTS[@]}" "${DISCOVERY_PORTS[@]}"
 
 rt_step "building raftinel (release)"
 rt_build release
 
 rt_step "starting the cluster"
-rt_require_free_ports "${REDIS_PORTS[@]}" "${PEER_PORTS[@]}"
+rt_require_free_ports "${REDIS_PORTS[@]}" "${PEER_PORTS[@]}" "${DISCOVERY_PORTS[@]}"
 TMP=$(mktemp -d /tmp/raftinel-bench.XXXXXX)
 rt_say "    temp dir $TMP"
 SECRET="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
@@ -102,8 +105,10 @@ for n in 1 2 3; do
         echo "local_redis = \"127.0.0.1:${REDIS_PORTS[$((n - 1))]}\""
         echo "peer_secret = \"$SECRET\""
         for m in 1 2 3; do
-            printf '\n[[peer]]\nid = %s\naddr = "127.0.0.1:%s"\n' "$m" "${PEER_PORTS[$((m - 1))]}"
+            printf '\n[[peer]]\nid = %s\naddr = "127.0.0.1:%s"\ndiscovery = "127.0.0.1:%s"\n' \
+                "$m" "${PEER_PORTS[$((m - 1))]}" "${DISCOVERY_PORTS[$((m - 1))]}"
         done
+        printf '\n[discovery]\nlisten = "127.0.0.1:%s"\n' "${DISCOVERY_PORTS[$((n - 1))]}"
         echo ""
         echo "[[group]]"
         echo "name = \"$GROUP\""
@@ -135,7 +140,7 @@ rt_step "starting the producer"
 : >"$TMP/acks.log"
 : >"$TMP/runs.tsv"
 rt_spawn PRODUCER_PID "$TMP/producer.log" python3 -u "$PRODUCER" produce \
-    --bin "$RT_BIN" --config "$CFG" --group "$GROUP" --key "$KEY" \
+    --bin "$RT_BIN" --config "$CFG" --group "$GROUP" --key "$KEY" --sentinels "$SENTINELS" \
     --acks "$TMP/acks.log" --state "$TMP/producer.state" --log "$TMP/producer.log" \
     --interval-ms "${BENCH_WRITE_INTERVAL_MS:-1}" --max-seconds $((N * 150 + 300))
 rt_ok "pid $PRODUCER_PID, acks in $TMP/acks.log"

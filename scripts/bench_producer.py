@@ -43,8 +43,19 @@ def split_addr(addr):
     return host.strip("[]"), int(port)
 
 
-def resolve_master(binary, config, group):
-    """The master of `group` in the leader's view, or None."""
+def resolve_master(binary, config, group, sentinels=None):
+    """The master of `group`, or None. With `sentinels` (host:port list) it is
+    asked, like any Sentinel client, on raftinel's Sentinel-compatible ports;
+    otherwise from the leader's view in `raftinel status --json`."""
+    if sentinels:
+        from redis.sentinel import MasterNotFoundError, Sentinel
+
+        try:
+            s = Sentinel([split_addr(a) for a in sentinels], socket_timeout=0.3)
+            host, port = s.discover_master(group)
+            return f"{host}:{port}"
+        except (MasterNotFoundError, redis.RedisError, OSError):
+            return None
     try:
         out = subprocess.run(
             [binary, "status", "--json", "--config", config, "--timeout-ms", "300"],
@@ -112,7 +123,7 @@ def produce(args):
             write_state()
             last_state = t
         if conn is None:
-            m = resolve_master(args.bin, args.config, args.group)
+            m = resolve_master(args.bin, args.config, args.group, args.sentinels)
             if m is None:
                 time.sleep(args.poll_ms / 1000.0)
                 continue
@@ -255,6 +266,11 @@ def main():
     p.add_argument("--bin", required=True, help="raftinel binary")
     p.add_argument("--config", required=True, help="a daemon config (for raftinel status)")
     p.add_argument("--group", default="mymaster")
+    p.add_argument(
+        "--sentinels",
+        type=lambda v: [a for a in v.split(",") if a],
+        help="host:port,... of raftinel's Sentinel-compatible ports (resolve like a Sentinel client)",
+    )
     p.add_argument("--key", default="logs_queue")
     p.add_argument("--acks", required=True, help="ack file (appended)")
     p.add_argument("--state", required=True, help="state file (rewritten)")
