@@ -115,6 +115,9 @@ for n in 1 2 3; do
         for m in 1 2 3; do
             printf '\n[[peer]]\nid = %s\naddr = "127.0.0.1:%s"\n' "$m" "${PEER_PORTS[$((m - 1))]}"
         done
+        # The writer finds the master through the HTTP API; no Sentinel port
+        # (its default, 0.0.0.0:26379, would be shared by the three daemons).
+        printf '\n[discovery]\nenabled = false\n'
         echo ""
         echo "[[group]]"
         echo "name = \"$GROUP\""

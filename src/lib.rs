@@ -15,6 +15,7 @@
 //! - [`control`]: the request/response protocol of `raftinel status` and friends.
 
 pub mod alerts;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod consensus;

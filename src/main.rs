@@ -44,6 +44,26 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Connect to every Redis instance of every group and report risky
+    /// settings. Exit status: 0 nothing above info, 1 warnings, 2 errors
+    /// (see docs/check.md).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a test message through each `[[notify]]` channel (or the one
+    /// named) and report success or the exact error. Exit status 1 if any
+    /// failed.
+    NotifyTest {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this channel (its `name`).
+        #[arg(long)]
+        channel: Option<String>,
+    },
     /// Move the master on purpose. Default: a planned switchover that loses no
     /// acknowledged write (pause writes, wait for catch-up, promote, demote,
     /// repoint, unpause; on any failure unpause and keep the old master).
@@ -236,6 +256,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if changed { "updated" } else { "already right" }
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { config, json } => {
+            let cfg = Config::load(&config)?;
+            let report = runtime()?.block_on(raftinel::check::check(&cfg));
+            let text = if json {
+                serde_json::to_string_pretty(&report)? + "\n"
+            } else {
+                report.render()
+            };
+            let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+            Ok(ExitCode::from(report.exit_code))
+        }
+        Cmd::NotifyTest { config, channel } => {
+            let cfg = Config::load(&config)?;
+            let channels =
+                raftinel::check::select_channels(&cfg.notify, channel.as_deref(), &config)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            let outcomes = runtime()?.block_on(raftinel::check::notify_test(&channels));
+            for o in &outcomes {
+                println!("{}", o.line());
+            }
+            let failed = outcomes.iter().any(|o| o.error.is_some());
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::CheckConfig { config } => {
             let cfg = Config::load(&config)?;

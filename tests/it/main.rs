@@ -1,8 +1,10 @@
 //! Integration tests, one binary (`cargo test --test it`). `harness` starts
 //! real redis-server processes; the other modules test one area each.
 
+mod check;
 mod cli;
 mod cluster;
+mod config_reference;
 mod discovery;
 mod e2e;
 mod fencing;
