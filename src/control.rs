@@ -126,12 +126,22 @@ pub fn render(answers: &[DaemonAnswer]) -> String {
                 };
                 let _ = writeln!(
                     o,
-                    "  {:<3} {:<22} {:<9} term {:<4} leader {}",
+                    "  {:<3} {:<22} {:<9} term {:<4} leader {:<4} {}{}",
                     a.id,
                     a.addr,
                     role,
                     s(&raft["term"]),
-                    s(&raft["leader"])
+                    s(&raft["leader"]),
+                    if st["fresh"] == Value::Bool(true) {
+                        "current"
+                    } else {
+                        "NOT CURRENT (names no master)"
+                    },
+                    if st["fenced"] == Value::Bool(true) {
+                        "  LOCAL REDIS FENCED"
+                    } else {
+                        ""
+                    }
                 );
             }
             None => {
