@@ -22,7 +22,8 @@ analyze   Read the ack file, the runs file written by the bench script and the
           summary line.
 
 Only the addresses given on the command line (127.0.0.1 in the bench) are
-contacted.
+contacted. Standalone (no import of bench_producer.py, whose producer follows
+the Sentinel-compatible ports instead).
 """
 
 import argparse
@@ -31,6 +32,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -38,9 +40,46 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ from the import below
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_producer import load_acks, now_ms, resolve_master, split_addr  # noqa: E402
+
+def now_ms():
+    return time.time() * 1000.0
+
+
+def split_addr(addr):
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def resolve_master(binary, config, group):
+    """The master of `group` in the Raft leader's view from `raftinel status --json`."""
+    try:
+        out = subprocess.run(
+            [binary, "status", "--json", "--config", config, "--timeout-ms", "300"],
+            capture_output=True,
+            timeout=5,
+            check=False,
+        )
+        answers = json.loads(out.stdout or b"[]")
+    except (subprocess.TimeoutExpired, ValueError, OSError):
+        return None
+    for a in answers:
+        st = a.get("status") if isinstance(a, dict) else None
+        if st and st.get("raft", {}).get("is_leader"):
+            return master_of(st, group)
+    return None
+
+
+def load_acks(path):
+    """[(t_ms, seq, master)] sorted by time."""
+    acks = []
+    with open(path, encoding="ascii") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) != 3:
+                continue  # a line cut short by the writer's stop
+            acks.append((float(parts[1]), int(parts[0]), parts[2]))
+    acks.sort()
+    return acks
 
 
 def http_views(addrs, timeout):

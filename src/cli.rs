@@ -90,6 +90,9 @@ pub async fn failover(
             && (f["epoch"].as_u64() == Some(epoch) || g["epoch"].as_u64().unwrap_or(0) >= epoch)
         {
             seen_intent = true;
+            // A fast switchover may be over before this first look: then the
+            // addresses are in the outcome.
+            let f = if f.is_null() { &g["last_outcome"] } else { f };
             let _ = writeln!(
                 out,
                 "{} intent committed: epoch {epoch}, {} -> {}{}",

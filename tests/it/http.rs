@@ -155,7 +155,31 @@ fn health_endpoints_flip_when_the_master_is_killed() {
     assert_eq!(g.status, 200);
     assert_eq!(g.body["master"], master.addr().to_string());
     assert_eq!(get(api[0], "/v1/groups/nope").expect("answer").status, 404);
-    assert_eq!(get(api[0], "/metrics").expect("answer").status, 200);
+    // The leader's live exposition: redis_exporter names for every instance,
+    // orchestrator metrics, and promtool accepts it.
+    let leader = c.leader_id().expect("leader") as usize;
+    let text = wait_for("the leader's /metrics with every instance", &c, || {
+        let r = get(api[leader - 1], "/metrics")?;
+        let t = r.body.as_str()?.to_string();
+        (r.status == 200 && t.matches("redis_up{").count() == 3).then_some(t)
+    });
+    for family in [
+        "redis_memory_used_bytes",
+        "redis_connected_slaves",
+        "raftinel_raft_term",
+        "raftinel_group_epoch",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    let (ok, msg) = crate::metrics::run_promtool(&["check", "metrics"], Some(&text));
+    let unexpected: Vec<&str> = msg
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !crate::metrics::ALLOWED_LINT.contains(&l.trim()))
+        .collect();
+    assert!(
+        unexpected.is_empty() && (ok || !msg.trim().is_empty()),
+        "promtool: {msg}"
+    );
     assert_eq!(get(api[0], "/primary").expect("answer").status, 400);
 
     let old = master.addr().to_string();

@@ -33,7 +33,7 @@ fn promtool() -> &'static str {
 }
 
 /// Runs promtool with `args` (and `stdin`); returns (success, stdout+stderr).
-fn run_promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+pub(crate) fn run_promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     let mut cmd = Command::new(promtool());
     cmd.args(args)
         .current_dir(root())
@@ -105,7 +105,7 @@ fn group() -> (RedisProc, Vec<RedisProc>) {
 }
 
 /// promtool lint findings accepted on purpose: redis_exporter's own names.
-const ALLOWED_LINT: &[&str] =
+pub(crate) const ALLOWED_LINT: &[&str] =
     &["redis_instantaneous_ops_per_sec metric names should not contain abbreviated units"];
 
 #[test]

@@ -302,3 +302,85 @@ fn maintenance_mode_blocks_automatic_failover() {
         c.committed("g").filter(|(m, _)| *m != m0)
     });
 }
+
+/// A password-protected group whose replica `r` stops receiving the stream
+/// (wrong `masterauth`), while the master keeps taking writes: a real lag.
+fn lagging_target() -> (RedisProc, Vec<RedisProc>, Cluster) {
+    let opts = RedisOpts::default().password("pw-0123456789");
+    let (master, replicas) = start_group(&opts, 2);
+    let mut def = group_of("g", &master, &replicas);
+    def.password = Some("pw-0123456789".into());
+    let c = Cluster::start(&[def]);
+    c.wait_settled("g", T);
+    let target = &replicas[0];
+    target.cmd(&["CONFIG", "SET", "masterauth", "wrong-password"]);
+    target.cmd(&["CLIENT", "KILL", "TYPE", "master"]);
+    for i in 0..200 {
+        master.cmd(&["RPUSH", "logs_queue", &i.to_string()]);
+    }
+    (master, replicas, c)
+}
+
+fn assert_old_master_serves(master: &RedisProc, c: &Cluster) {
+    assert_eq!(master.role(), "master");
+    let start = Instant::now();
+    let r = master.cmd(&["RPUSH", "logs_queue", "after-abort"]);
+    assert!(
+        !r.contains("ERR") && start.elapsed() < Duration::from_secs(1),
+        "{r} after {:?}: writes must be unpaused",
+        start.elapsed()
+    );
+    assert_eq!(
+        c.committed("g").map(|(m, _)| m),
+        Some(master.addr().to_string())
+    );
+}
+
+#[test]
+fn switchover_with_a_timeout_shorter_than_the_lag_aborts_and_unpauses() {
+    let (master, replicas, c) = lagging_target();
+    let target = replicas[0].addr().to_string();
+    let (code, out, err) = failover_cmd(&c, &["--group", "g", "--to", &target, "--timeout", "800"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("aborted") && err.contains("step 2 (catch-up)") && err.contains("--timeout"),
+        "{err}"
+    );
+    assert_old_master_serves(&master, &c);
+}
+
+#[test]
+fn switchover_aborts_cleanly_when_the_leader_dies_during_it() {
+    let (master, replicas, mut c) = lagging_target();
+    let target = replicas[0].addr().to_string();
+    let leader = c.leader_id().expect("leader");
+    let cli = Command::new(bin())
+        .args(["failover", "--config"])
+        .arg(&c.daemons[(leader % 3) as usize].config)
+        .args(["--group", "g", "--to", &target, "--timeout", "4000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn raftinel failover");
+    // Let the leader commit the intent and start waiting for the catch-up.
+    c.wait("the intent to be committed", T, |c| {
+        c.group("g")
+            .filter(|g| !g["failover"].is_null())
+            .map(|_| ())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill9_daemon(leader);
+    let out = cli.wait_with_output().expect("cli");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains("aborted") && err.contains("leader changed"),
+        "{err}"
+    );
+    assert_old_master_serves(&master, &c);
+}
