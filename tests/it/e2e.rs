@@ -265,3 +265,29 @@ fn every_daemon_names_the_master_on_its_sentinel_port() {
         });
     }
 }
+
+#[test]
+fn a_daemon_whose_data_dir_was_wiped_rejoins_and_catches_up() {
+    let (mut master, replicas) = start_group(&RedisOpts::default(), 2);
+    let mut c = Cluster::start(&[group_of("g", &master, &replicas)]);
+    let (m0, _) = c.wait_settled("g", T);
+    master.kill9();
+    let (m1, e1) = wait_new_master(&c, "g", &m0);
+    let leader = c.leader_id().expect("leader");
+    let victim = if leader == 1 { 2 } else { 1 };
+    c.kill9_daemon(victim);
+    let data = c.dir.path().join(format!("data{victim}"));
+    std::fs::remove_dir_all(&data).expect("wipe data_dir");
+    c.start_daemon(victim);
+    // It must not crash (raft-rs aborts on a heartbeat beyond its log) and it
+    // must get the whole committed topology back.
+    c.wait("the wiped daemon to catch up", T, |c| {
+        let st = c.status();
+        let me = st.as_array()?.iter().find(|a| a["id"] == victim)?;
+        let s = &me["status"];
+        let g = s["groups"].as_array()?.iter().find(|g| g["name"] == "g")?;
+        (g["master"] == m1.as_str() && g["epoch"] == e1 && s["fresh"] == true).then_some(())
+    });
+    let log = std::fs::read_to_string(&c.daemons[victim as usize - 1].log).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
+}
