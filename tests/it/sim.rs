@@ -528,6 +528,14 @@ impl Sim {
         }
     }
 
+    /// Run until `done` holds, at most `max_ms` more.
+    fn run_until(&mut self, max_ms: u64, done: impl Fn(&Sim) -> bool) {
+        let end = self.now + max_ms;
+        while !done(self) && self.now < end {
+            self.step();
+        }
+    }
+
     fn committed_master(&self) -> Option<Addr> {
         self.daemons
             .iter()
@@ -545,6 +553,7 @@ impl Sim {
 fn chaos(seed: u64) -> Sim {
     let mut sim = Sim::new(seed);
     sim.run_for(3_000);
+    sim.run_until(20_000, |s| s.committed_master().is_some());
     assert!(
         sim.committed_master().is_some(),
         "seed {seed}: group never initialised"
@@ -657,6 +666,14 @@ fn master_killed_with_leader_fails_over_in_simulation() {
     let mut sim = Sim::new(99);
     sim.drop_rate = 0.0;
     sim.run_for(3_000);
+    // raft-rs randomises election timeouts with its own RNG: a split vote can
+    // delay the first leader, so wait for one (bounded).
+    sim.run_until(20_000, |s| {
+        s.daemons
+            .iter()
+            .any(|d| d.node.as_ref().is_some_and(|n| n.can_act()))
+            && s.committed_master().is_some()
+    });
     let leader = sim
         .daemons
         .iter()
@@ -665,12 +682,31 @@ fn master_killed_with_leader_fails_over_in_simulation() {
         + 1;
     sim.redis[0].alive = false;
     sim.crash(leader);
-    sim.run_for(6_000);
+    // Election (raft-rs may need a few rounds after split votes), detection,
+    // then the failover: bounded, not timed.
+    sim.run_until(30_000, |s| {
+        s.committed_master().is_some_and(|m| m != addr(0))
+    });
     let m = sim.committed_master().expect("master");
+    let diag: Vec<String> = sim
+        .daemons
+        .iter()
+        .map(|d| match (&d.node, &d.core) {
+            (Some(n), Some(c)) => format!(
+                "term {} leader {:?} can_act {} applied {} group {:?}",
+                n.term(),
+                n.leader(),
+                n.can_act(),
+                n.applied(),
+                c.topology().group(GROUP)
+            ),
+            _ => "crashed".into(),
+        })
+        .collect();
     assert_ne!(
         m,
         addr(0),
-        "no failover after master and leader died together"
+        "no failover after master and leader died together: {diag:#?}"
     );
     assert_eq!(sim.redis[(m.port - 6379) as usize].role, RRole::Master);
 }
