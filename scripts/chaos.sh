@@ -15,10 +15,19 @@
 #                            together (one host crash when they share a host)
 #   restart_old_master       kill -9 the master, start it again as soon as a
 #                            new master is committed (through its unit: guard)
-#   master_flapping          the master's redis down 1 s / up 1 s, 5 times
+#   master_flapping          the committed master down 1 s / up 1 s, 5 times
+#                            (kill -9, start through its unit; each time
+#                            whichever instance is the committed master)
 #   restart_daemons          kill -9 the three daemons, start them again
 #   oneway_in_master         the master's host receives nothing for CHAOS_CUT_S
 #   oneway_out_master        the master's host sends nothing for CHAOS_CUT_S
+#   master_back_during_failover  (extra) kill -9 the master and start it again
+#                            so that it answers right when the daemons decide
+#                            to fail over (about down_after_ms after the kill)
+#   stall_master             (extra) SIGSTOP the master's redis-server for
+#                            down_after_ms + 300 ms, then SIGCONT
+#
+# scripts/chaos/run.py --analyse DIR... analyses a scenario's output dir again.
 #
 # Each scenario gets a fresh test bed (down, up; two client hosts), then runs:
 # producers on every host (RPUSH logs_queue <host>-<seq> through redis-py's
@@ -70,8 +79,9 @@ esac
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, veth, iptables: scripts/testbed.sh); run it as root"
 command -v flock >/dev/null 2>&1 || die "flock (util-linux) is missing"
 
+RT_LOG_FD=2
 # shellcheck source=scripts/lib.sh
-RT_LOG_FD=2 . "$REPO/scripts/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rt_need_pyredis >/dev/null
 python3 -c 'import tomllib' 2>/dev/null || die "python3 >= 3.11 is needed (tomllib)"
 

@@ -46,6 +46,8 @@ use tracing::{debug, info, warn};
 const INFO_PERIOD: Duration = Duration::from_millis(1000);
 /// The core re-evaluates time-based state this often.
 const CORE_TICK: Duration = Duration::from_millis(50);
+/// Time allowed for applying a fence (`CONFIG SET` + `CONFIG REWRITE`).
+const FENCE_APPLY_MARGIN: Duration = Duration::from_millis(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -99,7 +101,12 @@ pub fn core_config(cfg: &Config) -> CoreConfig {
             .as_millis() as u64,
         fence: cfg.local_redis.as_ref().map(|local| FenceConfig {
             local: local.clone(),
-            fence_after_ms: fence_after(cfg).as_millis() as u64,
+            // `fence_after` is a deadline for writes being refused: decide one
+            // core tick plus the CONFIG SET round trip early.
+            fence_after_ms: fence_after(cfg)
+                .saturating_sub(CORE_TICK + FENCE_APPLY_MARGIN)
+                .max(Duration::from_millis(1))
+                .as_millis() as u64,
             boot_grace_ms: (cfg.raft.election_timeout() * 3).as_millis() as u64,
         }),
     }

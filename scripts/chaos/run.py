@@ -12,6 +12,7 @@ target, 0 otherwise (2: the checker itself failed). docs/chaos.md has the
 definitions of every field.
 """
 
+import bisect
 import json
 import os
 import shutil
@@ -40,6 +41,11 @@ STABLE_S = 2.0
 GROUP = "mymaster"
 NODES = ["n1", "n2", "n3"]
 HOSTS = NODES + [f"c{i}" for i in range(1, CLIENTS + 1)]
+# Producers: (name, host, socket timeout in s). One per host with a short
+# timeout (it gives up and asks the daemons again after 0.5 s), plus one on c1
+# with a long timeout, like the many clients that set none: a request stuck in
+# a stalled master is acknowledged when that master resumes.
+PRODUCERS = [(h, h, 0.5) for h in HOSTS] + [("c1slow", "c1", 5.0)]
 SENTINELS = ",".join(f"10.77.0.1{i}:26379" for i in (1, 2, 3))
 
 SCENARIOS = [
@@ -53,6 +59,8 @@ SCENARIOS = [
     "restart_daemons",
     "oneway_in_master",
     "oneway_out_master",
+    "master_back_during_failover",
+    "stall_master",
 ]
 
 
@@ -120,6 +128,8 @@ class Scenario:
         self._mon_pos = 0
         self.down_after_ms, self.fence_after_ms = 1000, 500
         self.pw_file = os.path.join(STATE, "redis.pass")
+        # How long `testbed.sh start HOST redis` takes (guard included).
+        self.start_lead_ms = 150.0
 
     # -------------------------------------------------------------- events
 
@@ -187,14 +197,15 @@ class Scenario:
         common = ["--sentinels", SENTINELS, "--group", GROUP, "--password-file", pw]
         self.spawn("aggregator", "c1", "aggregate", *common, "--out", os.path.join(self.out, "aggregated_logs.txt"),
                    "--log", os.path.join(self.out, "aggregator.log"))
-        for h in HOSTS:
-            self.spawn(f"producer_{h}", h, "produce", *common, "--name", h,
-                       "--acks", os.path.join(self.out, f"acks_{h}.log"),
-                       "--log", os.path.join(self.out, f"producer_{h}.log"),
+        for name, h, timeout in PRODUCERS:
+            self.spawn(f"producer_{name}", h, "produce", *common, "--name", name,
+                       "--acks", os.path.join(self.out, f"acks_{name}.log"),
+                       "--log", os.path.join(self.out, f"producer_{name}.log"),
+                       "--socket-timeout", str(timeout),
                        "--interval-ms", str(WRITE_INTERVAL_MS))
 
     def producers(self):
-        return [f"producer_{h}" for h in HOSTS]
+        return [f"producer_{p[0]}" for p in PRODUCERS]
 
     # -------------------------------------------------------------- monitor
 
@@ -239,8 +250,8 @@ class Scenario:
     def acks_recent(self, within_ms=500):
         """Every producer got an ack within the last within_ms."""
         t = now_ms()
-        for h in HOSTS:
-            path = os.path.join(self.out, f"acks_{h}.log")
+        for name, _h, _t in PRODUCERS:
+            path = os.path.join(self.out, f"acks_{name}.log")
             try:
                 with open(path, "rb") as f:
                     f.seek(0, os.SEEK_END)
@@ -338,10 +349,15 @@ def steady(sc):
     raise CheckerError("the test bed did not reach a steady state (converged, every producer writing) in 90 s")
 
 
-def fault(start, start_eff, end, minority=(), daemons=None, redises=None, restarted=(), note=None):
+def fault(start, start_eff, end, minority=(), daemons=None, redises=None, restarted=(), note=None, heal_start=None):
+    """start: the fault command was issued; start_eff: it had returned (the
+    fault was in effect); heal_start: the heal command was issued (the cut
+    was in effect until then); end: the fault is over (convergence counts
+    from here)."""
     return {
         "start": start,
         "start_eff": start_eff,
+        "heal_start": heal_start if heal_start is not None else end,
         "end": end,
         "minority": list(minority),
         "daemons": set(daemons if daemons is not None else all_daemons()),
@@ -357,18 +373,37 @@ def sc_kill_master(sc, view):
     return fault(t0, t1, t1, redises=set(NODES) - {m})
 
 
+def sabotage_unfence(sc, h, until):
+    """Checker self-test (CHAOS_SABOTAGE=unfence): undo the fence on HOST's
+    Redis every 100 ms while it is cut off, as if raftinel had no fencing.
+    The checker must then report minority writes after the fence and two
+    writable masters (and exit 1)."""
+    with open(sc.pw_file, encoding="utf-8") as f:
+        pw = f.read().strip()
+    env = dict(os.environ, REDISCLI_AUTH=pw)
+    sc.mark("SABOTAGE unfence", host=h)
+    while now_ms() < until:
+        subprocess.run(["ip", "netns", "exec", f"rt-{h}", "redis-cli", "-h", ip_of(h),
+                        "CONFIG", "SET", "min-replicas-to-write", "0"],
+                       env=env, capture_output=True, check=False)
+        time.sleep(0.1)
+
+
 def cut_host(sc, h, *opts):
     t0, t1 = sc.tb("cut", h, *opts)
-    time.sleep(CUT_S)
+    if os.environ.get("CHAOS_SABOTAGE") == "unfence":
+        sabotage_unfence(sc, h, t1 + CUT_S * 1000)
+    else:
+        time.sleep(CUT_S)
     sc.check_alive()
     h0, h1 = sc.tb("heal", h)
-    return t0, t1, h1
+    return t0, t1, h0, h1
 
 
 def sc_cut_master(sc, view):
     m = host_of(view["master"])
-    t0, t1, end = cut_host(sc, m)
-    return fault(t0, t1, end, minority=[m])
+    t0, t1, h0, end = cut_host(sc, m)
+    return fault(t0, t1, end, minority=[m], heal_start=h0)
 
 
 def move_leader_off(sc, view, avoid):
@@ -392,8 +427,8 @@ def sc_cut_replica(sc, view):
     # A replica host whose daemon is not the Raft leader (that is cut_leader).
     cand = [h for h in reps if node_id(h) != view["leader"]] or reps
     r = cand[-1]
-    t0, t1, end = cut_host(sc, r)
-    return fault(t0, t1, end, minority=[r])
+    t0, t1, h0, end = cut_host(sc, r)
+    return fault(t0, t1, end, minority=[r], heal_start=h0)
 
 
 def sc_cut_leader(sc, view):
@@ -401,8 +436,8 @@ def sc_cut_leader(sc, view):
     view = move_leader_off(sc, view, m)
     lh = f"n{view['leader']}"
     sc.mark("leader", host=lh, master=host_of(view["master"]))
-    t0, t1, end = cut_host(sc, lh)
-    return fault(t0, t1, end, minority=[lh])
+    t0, t1, h0, end = cut_host(sc, lh)
+    return fault(t0, t1, end, minority=[lh], heal_start=h0)
 
 
 def sc_kill_master_and_leader(sc, view):
@@ -428,12 +463,18 @@ def sc_restart_old_master(sc, view):
 
 
 def sc_master_flapping(sc, view):
-    m = host_of(view["master"])
-    restarted = []
+    """The master goes down (kill -9) and up (through its unit, guard first)
+    every second: each cycle kills whichever instance is the committed master
+    at that moment, so the first cycle races the failover and the later ones
+    hit the new master inside the failover cool-down."""
+    restarted, flapped = [], []
     t_start = t_eff = None
     end = None
     cycles = int(os.environ.get("CHAOS_FLAP_CYCLES", "5"))
     for i in range(cycles):
+        mv = majority_view(sc.latest()) if sc.latest() else None
+        m = host_of(mv[0]) if mv else host_of(view["master"])
+        flapped.append(m)
         k0, k1 = sc.tb("kill", m, "redis")
         if t_start is None:
             t_start, t_eff = k0, k1
@@ -444,7 +485,41 @@ def sc_master_flapping(sc, view):
         if i + 1 < cycles:
             time.sleep(1.0)
         sc.check_alive()
-    return fault(t_start, t_eff, end, restarted=restarted, note=f"{m} down 1 s / up 1 s x{cycles}")
+    return fault(t_start, t_eff, end, restarted=restarted,
+                 note=f"committed master down 1 s / up 1 s x{cycles}: {' '.join(flapped)}")
+
+
+def sc_master_back_during_failover(sc, view):
+    """kill -9 the master and start it again so that it is back (answering
+    as a master: the guard still finds it committed) right when the daemons
+    decide to fail over, i.e. about down_after_ms after the kill. The start
+    is issued CHAOS_START_LEAD_MS (default: the measured duration of a start,
+    guard included) before that moment."""
+    m = host_of(view["master"])
+    lead = float(os.environ.get("CHAOS_START_LEAD_MS", "0")) or sc.start_lead_ms
+    back_at = float(os.environ.get("CHAOS_BACK_AT_MS", str(sc.down_after_ms + 50)))
+    k0, k1 = sc.tb("kill", m, "redis")
+    time.sleep(max(0.0, (k0 + back_at - lead - now_ms()) / 1000.0))
+    r0, r1 = sc.tb("start", m, "redis")
+    sc.mark("restarted", host=m, after_kill_ms=round(r1 - k0))
+    return fault(k0, k1, r1, restarted=[(m, r0, r1)], note=f"{m} started {round(r0 - k0)} ms after the kill, ready by {round(r1 - k0)} ms")
+
+
+def sc_stall_master(sc, view):
+    """SIGSTOP the master's redis-server for down_after_ms + CHAOS_STALL_EXTRA_MS
+    (default 300), then SIGCONT: a master that hangs (swap, a slow fork, a
+    stopped VM) long enough to be failed over, then resumes with its clients'
+    connections still open."""
+    m = host_of(view["master"])
+    with open(os.path.join(STATE, f"rt-{m}", "run", "redis-server.pid"), encoding="ascii") as f:
+        pid = int(f.read().strip())
+    stall = sc.down_after_ms + float(os.environ.get("CHAOS_STALL_EXTRA_MS", "300"))
+    t0 = sc.mark("SIGSTOP", host=m, pid=pid)
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(stall / 1000.0)
+    os.kill(pid, signal.SIGCONT)
+    t1 = sc.mark("SIGCONT", host=m, pid=pid)
+    return fault(t0, t0, t1, note=f"{m} stopped for {stall:.0f} ms")
 
 
 def sc_restart_daemons(sc, view):
@@ -459,14 +534,14 @@ def sc_restart_daemons(sc, view):
 
 def sc_oneway_in_master(sc, view):
     m = host_of(view["master"])
-    t0, t1, end = cut_host(sc, m, "--oneway-in")
-    return fault(t0, t1, end, minority=[m])
+    t0, t1, h0, end = cut_host(sc, m, "--oneway-in")
+    return fault(t0, t1, end, minority=[m], heal_start=h0)
 
 
 def sc_oneway_out_master(sc, view):
     m = host_of(view["master"])
-    t0, t1, end = cut_host(sc, m, "--oneway-out")
-    return fault(t0, t1, end, minority=[m])
+    t0, t1, h0, end = cut_host(sc, m, "--oneway-out")
+    return fault(t0, t1, end, minority=[m], heal_start=h0)
 
 
 RUNNERS = {
@@ -477,6 +552,8 @@ RUNNERS = {
     "kill_master_and_leader": sc_kill_master_and_leader,
     "restart_old_master": sc_restart_old_master,
     "master_flapping": sc_master_flapping,
+    "master_back_during_failover": sc_master_back_during_failover,
+    "stall_master": sc_stall_master,
     "restart_daemons": sc_restart_daemons,
     "oneway_in_master": sc_oneway_in_master,
     "oneway_out_master": sc_oneway_out_master,
@@ -512,20 +589,17 @@ def load_poll(out, host):
     return samples
 
 
-def writable_intervals(samples):
-    """Intervals during which the instance was observed to accept writes:
-    from the send of an acknowledged probe to the reply, extended to the next
-    probe's send when that probe was acknowledged too."""
-    iv = []
-    for i, (t0, t1, role, w, _d) in enumerate(samples):
-        if not (w and role == "master"):
-            continue
-        end = t1
-        if i + 1 < len(samples):
-            n = samples[i + 1]
-            if n[3] and n[2] == "master":
-                end = max(end, n[0])
-        iv.append((t0, end))
+def writable_intervals(samples, ack_times=()):
+    """When the instance was observed to accept writes: each acknowledged
+    probe write of the poller, and each workload write it acknowledged,
+    stands for [t - P/2, t + P/2], P the poll period, t the time of the reply
+    (not of the request: a request sent to a stalled instance is executed
+    when it resumes, just before the reply)."""
+    half = POLL_MS / 2.0
+    iv = [(t - half, t + half) for t in ack_times]
+    for t0, t1, role, w, _d in samples:
+        if w and role == "master":
+            iv.append((t1 - half, t1 + half))
     # merge
     iv.sort()
     merged = []
@@ -596,11 +670,13 @@ def analyse(sc, flt, before, conv, t_stop, final_master, final_items):
     dups = sum(1 for v in present.values() if v > 1)
 
     start, start_eff, end = flt["start"], flt["start_eff"], flt["end"]
+    cut_end = flt["heal_start"]
     deadline = start_eff + sc.fence_after_ms
     maj, mino = [], []
-    for h in HOSTS:
-        for a in load_acks(out, h):
-            side_min = h in flt["minority"] and start <= a[2] <= end
+    for name, h, _t in PRODUCERS:
+        for a in load_acks(out, name):
+            # Acknowledged while the producer's host was cut off.
+            side_min = h in flt["minority"] and start <= a[2] <= cut_end
             (mino if side_min else maj).append((h, *a))
     lost_maj = [a for a in maj if a[1] not in present]
     lost_min = [a for a in mino if a[1] not in present]
@@ -608,7 +684,12 @@ def analyse(sc, flt, before, conv, t_stop, final_master, final_items):
 
     # Two writable masters.
     polls = {h: load_poll(out, h) for h in NODES}
-    ivs = {h: writable_intervals(polls[h]) for h in NODES}
+    ack_times = {h: [] for h in NODES}
+    for a in maj + mino:
+        h = host_of(a[4])
+        if h:
+            ack_times[h].append(a[3])
+    ivs = {h: writable_intervals(polls[h], ack_times[h]) for h in NODES}
     two = overlap_two(ivs)
     two_ms = measure(two)
     fence_window = (start, deadline)
@@ -617,11 +698,12 @@ def analyse(sc, flt, before, conv, t_stop, final_master, final_items):
     # The old master: when it was last writable and first fenced after the fault.
     old_host = host_of(before["master"])
     old_last_w, old_fenced = None, None
+    moved = final_master != before["master"]
     for t0, t1, role, w, d in polls.get(old_host, []):
         if t0 < start:
             continue
-        if w and role == "master" and t0 <= end:
-            old_last_w = t0
+        if moved and w and role == "master":
+            old_last_w = t1
         if d == "NOREPLICAS" and old_fenced is None:
             old_fenced = t0
     # First write accepted by another instance after the fault (failover).
@@ -631,22 +713,58 @@ def analyse(sc, flt, before, conv, t_stop, final_master, final_items):
             continue
         for t0, t1, role, w, d in polls[h]:
             if t0 >= start and w and role == "master":
-                first_new = t0 if first_new is None else min(first_new, t0)
+                first_new = t1 if first_new is None else min(first_new, t1)
                 break
 
-    # A restarted old master accepts no write until it is the committed master.
+    # The committed master (majority of the daemons, as the monitor saw it).
+    views, m = [], None
+    for s in sc.samples:
+        mv = majority_view(s)
+        m = mv[0] if mv else m
+        views.append((s["t"], m))
+    view_times = [v[0] for v in views]
+
+    def committed_at(t):
+        i = bisect.bisect_right(view_times, t)
+        return views[i - 1][1] if i > 0 else None
+
+    # A restarted instance accepts no write while another instance is the
+    # committed master: every write observed on it (probe or workload) from
+    # its restart until it is first seen as a replica (or restarted again),
+    # at a moment when the monitor named another committed master, counts.
+    # (Once it has been a replica, a later promotion is raftinel's own doing,
+    # and the two-masters check covers it.)
     restarted_w_ms, restarted_acks, restart_notes = 0.0, 0, []
-    for h, r0, r1 in flt["restarted"]:
+    restarts = sorted(flt["restarted"], key=lambda r: r[1])
+    for i, (h, r0, r1) in enumerate(restarts):
         addr = redis_of(h)
-        legit = any(
-            (majority_view(s) or (None,))[0] == addr for s in sc.samples if r0 - 300 <= s["t"] <= r1 + 300
-        )
-        if legit:
+        nxt = next((r[1] for r in restarts[i + 1:] if r[0] == h), t_stop)
+        nxt = min([nxt] + [t1 for t0, t1, role, w, d in polls[h] if t0 >= r0 and role == "slave"])
+        if committed_at(r0) == addr:
             restart_notes.append(f"{h} restarted at +{r0 - start:.0f} ms while still the committed master")
-            continue
-        until = next((s["t0"] for s in sc.samples if s["t0"] >= r1 and (majority_view(s) or (None,))[0] == addr), t_stop)
-        restarted_w_ms += measure(ivs[h], lo=r0, hi=until)
-        restarted_acks += sum(1 for a in maj + mino if a[4] == addr and r0 <= a[2] and a[3] <= until)
+
+        def foreign(t):
+            c = committed_at(t)
+            return c is not None and c != addr
+
+        pts = [t1 for t0, t1, role, w, d in polls[h] if w and role == "master" and r0 <= t1 < nxt and foreign(t1)]
+        acks_h = [a for a in maj + mino if a[4] == addr and r0 <= a[3] < nxt and foreign(a[3])]
+        pts += [a[3] for a in acks_h]
+        restarted_w_ms += measure(writable_intervals([], pts))
+        restarted_acks += len(acks_h)
+
+    # The committed master refusing writes (fenced) while on the majority side.
+    fenced_ms = 0.0
+    for h in NODES:
+        ps = polls[h]
+        for k in range(len(ps) - 1):
+            t0, d, nxt = ps[k][0], ps[k][4], ps[k + 1]
+            if d != "NOREPLICAS" or nxt[4] != "NOREPLICAS":
+                continue
+            if h in flt["minority"] and start <= t0 <= cut_end:
+                continue
+            if committed_at(t0) == redis_of(h):
+                fenced_ms += nxt[0] - t0
 
     # Outage: the longest time without any majority-side acknowledgement.
     times = sorted(a[3] for a in maj if start - 1000 <= a[3] <= t_stop)
@@ -691,6 +809,7 @@ def analyse(sc, flt, before, conv, t_stop, final_master, final_items):
         "restarted_old_master_writable_ms": round(restarted_w_ms),
         "restarted_old_master_acks": restarted_acks,
         "outage_ms": round(outage) if outage is not None else None,
+        "committed_master_fenced_ms": round(fenced_ms),
         "converge_ms": conv_ms,
         "converge_target_ms": target_conv,
         "down_after_ms": sc.down_after_ms,
@@ -796,6 +915,11 @@ def run_scenario(name, out):
             raise CheckerError("no committed master at the end: cannot read the final list")
         items = read_final(sc, final_master)
         sc.stop_all()
+        saved = {"flt": {k: sorted(v) if isinstance(v, set) else v for k, v in flt.items()},
+                 "before": before, "conv": conv, "t_stop": t_stop, "final_master": final_master,
+                 "down_after_ms": sc.down_after_ms, "fence_after_ms": sc.fence_after_ms}
+        with open(os.path.join(out, "run.json"), "w", encoding="utf-8") as f:
+            json.dump(saved, f)
         line = analyse(sc, flt, before, conv, t_stop, final_master, items)
     finally:
         sc.stop_all()
@@ -806,7 +930,26 @@ def run_scenario(name, out):
     return line
 
 
+def reanalyse(out):
+    """Analyse a scenario's output directory again (after changing the
+    analysis): `run.py --analyse DIR`."""
+    with open(os.path.join(out, "run.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    sc = Scenario(os.path.basename(out.rstrip("/")), out)
+    sc.down_after_ms, sc.fence_after_ms = saved["down_after_ms"], saved["fence_after_ms"]
+    sc.refresh()
+    flt = saved["flt"]
+    flt["daemons"], flt["redises"] = set(flt["daemons"]), set(flt["redises"])
+    with open(os.path.join(out, "final_list.txt"), encoding="utf-8") as f:
+        items = f.read().split()
+    return analyse(sc, flt, saved["before"], saved["conv"], saved["t_stop"], saved["final_master"], items)
+
+
 def main(argv):
+    if argv[:1] == ["--analyse"]:
+        for d in argv[1:]:
+            print(json.dumps(reanalyse(d)), flush=True)
+        return 0
     names = argv or SCENARIOS
     for n in names:
         if n not in RUNNERS:
@@ -816,12 +959,39 @@ def main(argv):
     os.makedirs(base, exist_ok=True)
     say(f"scenarios: {' '.join(names)}; output in {base}")
     violated, broken, missed = False, False, False
+
+    def on_term(_sig, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        violated, broken, missed = run_all(names, base)
+    except KeyboardInterrupt:
+        say("interrupted")
+        broken = True
+    finally:
+        if os.environ.get("CHAOS_KEEP") != "1":
+            testbed("down", check=False)
+        else:
+            say("CHAOS_KEEP=1: the last test bed stays up (scripts/testbed.sh down)")
+    if violated or (missed and os.environ.get("CHAOS_STRICT") == "1"):
+        return 1
+    return 2 if broken else 0
+
+
+def run_all(names, base):
+    violated, broken, missed = False, False, False
     for n in names:
+        out = os.path.join(base, n)
+        k = 1
+        while os.path.exists(out):  # the same scenario more than once
+            k += 1
+            out = os.path.join(base, f"{n}-{k}")
         try:
-            line = run_scenario(n, os.path.join(base, n))
+            line = run_scenario(n, out)
         except CheckerError as e:
             say(f"[{n}] CHECKER ERROR: {e}")
-            line = {"scenario": n, "ok": None, "checker_error": str(e)[:2000], "out_dir": os.path.join(base, n)}
+            line = {"scenario": n, "ok": None, "checker_error": str(e)[:2000], "out_dir": out}
             broken = True
         print(json.dumps(line), flush=True)
         if line.get("ok") is False:
@@ -831,14 +1001,7 @@ def main(argv):
             msg = "; ".join(line["targets_missed"]) or "all targets met"
             missed = missed or bool(line["targets_missed"])
             say(f"[{n}] safe; {msg}")
-    if os.environ.get("CHAOS_KEEP") != "1":
-        testbed("down", check=False)
-    else:
-        say("CHAOS_KEEP=1: the last test bed stays up (scripts/testbed.sh down)")
-    # A safety violation wins over a checker error in the exit status.
-    if violated or (missed and os.environ.get("CHAOS_STRICT") == "1"):
-        return 1
-    return 2 if broken else 0
+    return violated, broken, missed
 
 
 if __name__ == "__main__":

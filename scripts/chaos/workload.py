@@ -274,7 +274,9 @@ def poll(args):
             else:
                 role = res[0][0]
                 role = role.decode() if isinstance(role, bytes) else str(role)
-            if isinstance(res[1], Exception):
+            if isinstance(res[1], redis.exceptions.ReadOnlyError):
+                detail = "READONLY"
+            elif isinstance(res[1], Exception):
                 detail = str(res[1]).split(" ")[0] or type(res[1]).__name__
             elif res[1] is True:
                 writable = 1

@@ -1,6 +1,7 @@
 //! Integration tests, one binary (`cargo test --test it`). `harness` starts
 //! real redis-server processes; the other modules test one area each.
 
+mod chaos;
 mod check;
 mod cli;
 mod cluster;
