@@ -108,6 +108,7 @@ pub fn core_config(cfg: &Config) -> CoreConfig {
                 .max(Duration::from_millis(1))
                 .as_millis() as u64,
             boot_grace_ms: (cfg.raft.election_timeout() * 3).as_millis() as u64,
+            voters: cfg.peers.len(),
         }),
     }
 }
@@ -118,14 +119,15 @@ pub fn fence_after(cfg: &Config) -> Duration {
     cfg.fence_after
 }
 
-/// Where the pre-fence settings of the local instance are kept while fenced.
+/// Where the pre-fence settings of the local instance are kept while fenced
+/// (shared with `raftinel guard`, which may start the instance fenced).
 fn fence_file(cfg: &Config) -> std::path::PathBuf {
-    cfg.data_dir.join("fence.json")
+    crate::guard::fence_file(&cfg.data_dir)
 }
 
 /// The value that makes a master refuse every write (`-NOREPLICAS`): more
 /// replicas than any group has.
-const FENCE_MIN_REPLICAS: &str = "1000000";
+use crate::guard::FENCE_MIN_REPLICAS;
 
 /// Apply or lift the fence on the local instance. Returns the state it is in.
 async fn apply_fence(
@@ -270,6 +272,8 @@ struct Shell {
     view_tx: watch::Sender<DiscoveryView>,
     events_tx: broadcast::Sender<Event>,
     fence_tx: mpsc::Sender<bool>,
+    /// Fence changes being applied.
+    fence_inflight: usize,
     metrics: Arc<Metrics>,
     metrics_tx: watch::Sender<String>,
     notifier: Notifier,
@@ -380,7 +384,8 @@ impl Shell {
         });
     }
 
-    fn spawn_fence(&self, target: Addr, on: bool) {
+    fn spawn_fence(&mut self, target: Addr, on: bool) {
+        self.fence_inflight += 1;
         let group = self.group_of.get(&target).cloned().unwrap_or_default();
         let auth = self.auth_for(&group);
         let cfg = self.cfg.clone();
@@ -643,6 +648,22 @@ impl Shell {
                 self.infos.remove(&p.addr);
             }
             _ => {}
+        }
+        // `raftinel guard` may have started the local instance fenced (it
+        // writes fence.json first): take the file as the truth whenever no
+        // fence change of ours is under way.
+        if matches!(p.result, ProbeResult::Info(_))
+            && self.cfg.local_redis.as_ref() == Some(&p.addr)
+            && self.fence_inflight == 0
+        {
+            let on = fence_file(&self.cfg).exists();
+            if on != self.core.fenced() {
+                info!(
+                    message = "fence state of the local redis taken from fence.json",
+                    on
+                );
+                self.feed(Input::FenceState { on });
+            }
         }
         self.feed(Input::Probe {
             addr: p.addr,
@@ -1000,6 +1021,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         view_tx,
         events_tx: events_tx.clone(),
         fence_tx,
+        fence_inflight: 0,
         notifier: Notifier::with_metrics(cfg_notify, metrics.clone()),
         metrics,
         metrics_tx,
@@ -1032,7 +1054,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 shell.request_read();
             }
             Some(req) = failover_rx.recv() => shell.on_failover_request(req),
-            Some(on) = fence_rx.recv() => shell.feed(Input::FenceState { on }),
+            Some(on) = fence_rx.recv() => {
+                shell.fence_inflight = shell.fence_inflight.saturating_sub(1);
+                shell.feed(Input::FenceState { on });
+            }
             Some(call) = api_rx.recv() => shell.on_api_call(call),
             _ = core_timer.tick() => shell.feed(Input::Tick),
             Some(inb) = in_rx.recv() => shell.on_inbound(inb),

@@ -244,14 +244,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("guard: no committed topology known for {local} (new cluster?); {} left unchanged", redis_conf.display());
                 return Ok(ExitCode::SUCCESS);
             };
-            let changed = raftinel::guard::apply_to_redis_conf(&redis_conf, &d)
+            let changed = raftinel::guard::apply_to_redis_conf(&redis_conf, &cfg.data_dir, &d)
                 .map_err(|e| anyhow::anyhow!(e))?;
+            let saved = if d.starts_as_master() {
+                format!(
+                    " (pre-fence min-replicas-to-write kept in {})",
+                    raftinel::guard::fence_file(&cfg.data_dir).display()
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "guard: committed master of {} is {} (source: {}); {local} starts as {}; {} {}",
-                d.group,
-                d.master,
-                d.source,
-                if d.replica { "a replica" } else { "the master" },
+                "guard: {}; {} {}{saved}",
+                d.describe(&local),
                 redis_conf.display(),
                 if changed { "updated" } else { "already right" }
             );

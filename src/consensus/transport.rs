@@ -54,8 +54,11 @@ pub const KIND_RESPONSE: u8 = 4;
 pub const MAGIC: &[u8; 9] = b"RAFTINEL1";
 /// Largest accepted frame (kind + payload), in bytes.
 pub const MAX_FRAME: u32 = 16 * 1024 * 1024;
-/// Time allowed for the whole handshake (and for connecting).
+/// Time allowed for the whole handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed for the TCP connect. Short: an attempt started while a link
+/// is cut must not delay the reconnection after the cut heals by much.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Time the server waits for the node to answer a control request.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent inbound connections accepted by [`serve`]; more are dropped.
@@ -68,7 +71,7 @@ const CONTROL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A frame write that does not complete in this time breaks the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
 const NONCE_LEN: usize = 32;
 const TAG_LEN: usize = 32;
 
@@ -361,15 +364,15 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(server)
 }
 
-/// Connects to `addr` and authenticates as `me`, all within
-/// [`HANDSHAKE_TIMEOUT`] each.
+/// Connects to `addr` within [`CONNECT_TIMEOUT`] and authenticates as `me`
+/// within [`HANDSHAKE_TIMEOUT`].
 async fn connect(
     addr: &str,
     me: u64,
     expected: Option<u64>,
     secret: &[u8],
 ) -> Result<TcpStream, TransportError> {
-    let mut stream = timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+    let mut stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(timeout_err(addr))?
         .map_err(|source| TransportError::Connect {

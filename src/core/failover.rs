@@ -125,6 +125,8 @@ impl Core {
                     self.propose(now, e, out);
                 } else if let FailoverKind::Switchover { timeout_ms } = f.kind {
                     self.drive_switchover(now, spec, &f, timeout_ms, out);
+                } else if self.old_master_back(now, spec, &f, out) {
+                    // Handled: aborted, or the old master is being demoted.
                 } else if timed_out || self.is_sdown(now, &f.to) {
                     let reason = if timed_out {
                         format!("failover-timeout {} ms passed", spec.failover_timeout_ms)
@@ -138,6 +140,7 @@ impl Core {
                     };
                     self.propose(now, e, out);
                 } else if !self.busy(now, &f.to) {
+                    self.promote_sent.insert((spec.name.clone(), f.epoch));
                     self.act(
                         now,
                         (&spec.name, f.epoch),
@@ -373,6 +376,65 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// The old master of an automatic or forced failover answers again as a
+    /// master while its replica is being promoted (it restarted, or it had
+    /// stalled). Two masters must never take writes, so:
+    /// - automatic failover, promotion not sent yet: abort. The old master is
+    ///   healthy and holds every write it acknowledged; the replica may not.
+    /// - otherwise (forced, or the promotion may already have run): demote the
+    ///   old master to the new one first; a forced failover promotes only once
+    ///   the old master is a replica or down.
+    ///
+    /// Returns true when it took over this round of the `Promoting` phase.
+    fn old_master_back(
+        &mut self,
+        now: Now,
+        spec: &GroupSpec,
+        f: &Failover,
+        out: &mut Vec<Command>,
+    ) -> bool {
+        if f.from == f.to || self.is_sdown(now, &f.from) {
+            return false;
+        }
+        let Some(info) = self.fresh_info(&spec.name, &f.from) else {
+            return false;
+        };
+        if !info.is_master() {
+            return false;
+        }
+        let key = (spec.name.clone(), f.epoch);
+        let to_is_master = self
+            .health
+            .get(&f.to)
+            .and_then(|h| h.info_since(self.changed_at(&spec.name)))
+            .is_some_and(|i| i.is_master());
+        if f.kind == FailoverKind::Auto && !self.promote_sent.contains(&key) && !to_is_master {
+            let e = Entry::AbortFailover {
+                group: spec.name.clone(),
+                epoch: f.epoch,
+                reason: format!(
+                    "old master {} answers again as a master before {} was promoted",
+                    f.from, f.to
+                ),
+            };
+            self.propose(now, e, out);
+            return true;
+        }
+        if !self.busy(now, &f.from) {
+            self.act(
+                now,
+                (&spec.name, f.epoch),
+                &f.from,
+                Op::ReplicaOf(f.to.clone()),
+                ActionKind::Demote,
+                out,
+            );
+        }
+        // A forced failover waits for the demotion; a promotion already sent
+        // is not held back.
+        f.kind == FailoverKind::Forced && !self.promote_sent.contains(&key)
     }
 
     /// The `Promoting` phase of a planned switchover.

@@ -16,6 +16,11 @@ pub struct Report {
     /// resend a log that a follower lost).
     #[serde(default)]
     pub log_last_index: u64,
+    /// Epoch of each group in the sender's applied topology. A newer epoch
+    /// than the local one means a failover this daemon has not applied yet
+    /// (fencing, `fence.rs`). Absent in reports of older versions.
+    #[serde(default)]
+    pub epochs: BTreeMap<String, u64>,
 }
 
 /// This daemon's view of one instance.

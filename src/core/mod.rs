@@ -259,6 +259,8 @@ struct GroupFlags {
 const PROPOSAL_RETRY_MS: u64 = 1_000;
 /// Back-off after a failed Redis action on one instance.
 const ACTION_RETRY_MS: u64 = 300;
+/// Retry delay after a `-LOADING` reply.
+const LOADING_RETRY_MS: u64 = 20;
 /// An action whose result never came back is forgotten after this.
 const ACTION_LOST_MS: u64 = 30_000;
 
@@ -282,6 +284,9 @@ pub struct Core {
     flags: BTreeMap<String, GroupFlags>,
     sdown_announced: BTreeSet<Addr>,
     promoted_confirmed: BTreeSet<(String, u64)>,
+    /// Promotions this daemon sent, per (group, epoch): from then on a
+    /// returning old master is demoted, not a reason to abort.
+    promote_sent: BTreeSet<(String, u64)>,
     /// Switchovers this leader started itself (a new leader aborts the others).
     own_switchovers: BTreeSet<(String, u64)>,
     /// Switchovers whose composite action failed, with the reason.
@@ -310,6 +315,7 @@ impl Core {
             flags: BTreeMap::new(),
             sdown_announced: BTreeSet::new(),
             promoted_confirmed: BTreeSet::new(),
+            promote_sent: BTreeSet::new(),
             own_switchovers: BTreeSet::new(),
             switch_failed: BTreeMap::new(),
             fence: fence::FenceState::default(),
@@ -319,6 +325,11 @@ impl Core {
 
     pub fn topology(&self) -> &Topology {
         &self.topo
+    }
+
+    /// The local instance is fenced, as far as this core knows.
+    pub fn fenced(&self) -> bool {
+        self.fence.on
     }
 
     pub fn raft_state(&self) -> RaftState {
@@ -547,8 +558,15 @@ impl Core {
                     self.switch_failed
                         .insert((group.clone(), a.epoch), e.clone());
                 }
+                // An instance still loading its data set answers `-LOADING`
+                // for a few ms: retry it soon, it may be a returning master.
+                let wait = if e.contains("LOADING") {
+                    LOADING_RETRY_MS
+                } else {
+                    ACTION_RETRY_MS
+                };
                 self.retry_after
-                    .insert(a.target.clone(), now.mono_ms + ACTION_RETRY_MS);
+                    .insert(a.target.clone(), now.mono_ms + wait);
                 out.push(Command::Event(Event::new(
                     "-action-failed",
                     format!("{group} {} {:?}: {e}", a.target, a.op),
@@ -705,6 +723,12 @@ impl Core {
         let report = Report {
             sdown: self.sdown_announced.clone(),
             log_last_index: 0,
+            epochs: self
+                .topo
+                .groups
+                .iter()
+                .map(|(name, g)| (name.clone(), g.epoch))
+                .collect(),
         };
         let due = match &self.last_report {
             None => true,

@@ -146,6 +146,7 @@ fn peer_sees_down(c: &mut Core, t: u64, from: u64, ports: &[u16]) -> Vec<Command
             report: Report {
                 sdown: ports.iter().map(|p| a(*p)).collect(),
                 log_last_index: 0,
+                epochs: [("g".to_string(), 0)].into(),
             },
         },
     )
@@ -197,6 +198,7 @@ fn sdown_only_after_down_after_without_valid_reply() {
     assert!(cmds.contains(&Command::Broadcast(Report {
         sdown: [a(1)].into(),
         log_last_index: 0,
+        epochs: [("g".to_string(), 0)].into(),
     })));
     let cmds = pong(&mut c, 1200, 1);
     assert!(events(&cmds).contains(&"-sdown master g 127.0.0.1 1".to_string()));
@@ -762,15 +764,21 @@ fn committed_master_reporting_replica_is_promoted_back() {
 }
 
 fn fencing_core() -> Core {
+    fencing_core_for(1)
+}
+
+/// A follower core whose local instance is `:local`, group initialised.
+fn fencing_core_for(local: u16) -> Core {
     let mut c = Core::new(CoreConfig {
-        me: 1,
+        me: local as u64,
         groups: vec![spec()],
         report_interval_ms: 200,
         report_ttl_ms: 1000,
         fence: Some(fence::FenceConfig {
-            local: a(1),
+            local: a(local),
             fence_after_ms: 500,
             boot_grace_ms: 3000,
+            voters: 3,
         }),
     });
     c.handle(
@@ -871,4 +879,228 @@ fn replicas_and_fresh_daemons_are_never_fenced_and_boot_has_a_grace() {
     let mut c = fencing_core();
     info(&mut c, 100, 1, replica_info(2, 0, 100, "m"));
     assert!(fence_cmds(&c.handle(now(9000), Input::Tick)).is_empty());
+}
+
+/// A follower that has applied a failover of epoch 1 from :1 to :3.
+fn follower_with_failover_started(kind: FailoverKind) -> Core {
+    let mut c = core();
+    for e in [
+        Entry::InitGroup {
+            group: "g".into(),
+            master: a(1),
+            replicas: vec![a(2), a(3)],
+        },
+        Entry::StartFailover {
+            group: "g".into(),
+            epoch: 1,
+            from: a(1),
+            to: a(3),
+            kind,
+            started_wall_ms: 1_000_000,
+        },
+    ] {
+        apply(&mut c, 0, e);
+    }
+    info(&mut c, 400, 3, replica_info(1, 5, 100, "x"));
+    c
+}
+
+#[test]
+fn old_master_answering_before_promotion_aborts_the_failover() {
+    let mut c = follower_with_failover_started(FailoverKind::Auto);
+    // The old master restarted (or resumed) and answers as a master.
+    info(&mut c, 450, 1, master_info(&[3]));
+    let cmds = c.handle(now(500), leader());
+    assert!(actions(&cmds).is_empty(), "no promotion: {cmds:?}");
+    assert!(
+        matches!(&proposals(&cmds)[..], [Entry::AbortFailover { epoch: 1, reason, .. }]
+            if reason.contains("answers again")),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn old_master_answering_after_promotion_was_sent_is_demoted_at_once() {
+    let mut c = follower_with_failover_started(FailoverKind::Auto);
+    let cmds = c.handle(now(500), leader());
+    let acts = actions(&cmds);
+    assert_eq!((&acts[0].target, &acts[0].op), (&a(3), &Op::Promote));
+    // The promotion is in flight when the old master answers again.
+    let cmds = info(&mut c, 520, 1, master_info(&[2]));
+    assert!(
+        proposals(&cmds).is_empty(),
+        "no abort once promoted: {cmds:?}"
+    );
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1, "{cmds:?}");
+    assert_eq!(
+        (&acts[0].target, &acts[0].op, acts[0].epoch),
+        (&a(1), &Op::ReplicaOf(a(3)), 1)
+    );
+}
+
+#[test]
+fn forced_failover_demotes_a_live_old_master_before_promoting() {
+    let mut c = follower_with_failover_started(FailoverKind::Forced);
+    info(&mut c, 450, 1, master_info(&[3]));
+    let cmds = c.handle(now(500), leader());
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1, "{cmds:?}");
+    assert_eq!(
+        (&acts[0].target, &acts[0].op),
+        (&a(1), &Op::ReplicaOf(a(3)))
+    );
+    // Promoted as soon as the old master confirmed the demotion.
+    let cmds = c.handle(
+        now(520),
+        Input::ActionDone {
+            id: acts[0].id,
+            result: Ok(()),
+        },
+    );
+    let acts = actions(&cmds);
+    assert_eq!(acts.len(), 1, "{cmds:?}");
+    assert_eq!((&acts[0].target, &acts[0].op), (&a(3), &Op::Promote));
+}
+
+#[test]
+fn loading_instances_are_retried_soon() {
+    let mut c = failed_over_leader();
+    let cmds = info(&mut c, 3000, 1, master_info(&[]));
+    let id = actions(&cmds)[0].id;
+    c.handle(
+        now(3010),
+        Input::ActionDone {
+            id,
+            result: Err("LOADING Redis is loading the dataset in memory".into()),
+        },
+    );
+    let cmds = info(&mut c, 3040, 1, master_info(&[]));
+    assert_eq!(actions(&cmds).len(), 1, "retried within 30 ms: {cmds:?}");
+}
+
+#[test]
+fn failover_away_from_the_local_master_fences_it_at_once() {
+    let mut c = fencing_core();
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    info(&mut c, 100, 1, master_info(&[2, 3]));
+    let cmds = apply(
+        &mut c,
+        200,
+        Entry::StartFailover {
+            group: "g".into(),
+            epoch: 1,
+            from: a(1),
+            to: a(2),
+            kind: FailoverKind::Auto,
+            started_wall_ms: 0,
+        },
+    );
+    assert_eq!(fence_cmds(&cmds), vec![true], "quorum contact or not");
+    assert!(events(&cmds)
+        .iter()
+        .any(|e| e.starts_with("+fence") && e.contains("failover from it")));
+    c.handle(now(210), Input::FenceState { on: true });
+    // Aborted: the committed master again, with quorum contact: lifted.
+    let cmds = apply(
+        &mut c,
+        300,
+        Entry::AbortFailover {
+            group: "g".into(),
+            epoch: 1,
+            reason: "test".into(),
+        },
+    );
+    assert_eq!(fence_cmds(&cmds), vec![false]);
+}
+
+#[test]
+fn a_switchover_away_or_a_promotion_to_the_local_instance_does_not_fence_it() {
+    let mut c = fencing_core();
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    info(&mut c, 100, 1, master_info(&[2, 3]));
+    let cmds = apply(
+        &mut c,
+        200,
+        Entry::StartFailover {
+            group: "g".into(),
+            epoch: 1,
+            from: a(1),
+            to: a(2),
+            kind: FailoverKind::Switchover { timeout_ms: 1000 },
+            started_wall_ms: 0,
+        },
+    );
+    assert!(fence_cmds(&cmds).is_empty(), "{cmds:?}");
+    // The promoted target reports master before `PromotedMaster` commits.
+    let mut c = fencing_core_for(2);
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    apply(
+        &mut c,
+        200,
+        Entry::StartFailover {
+            group: "g".into(),
+            epoch: 1,
+            from: a(1),
+            to: a(2),
+            kind: FailoverKind::Auto,
+            started_wall_ms: 0,
+        },
+    );
+    let cmds = info(&mut c, 250, 2, master_info(&[]));
+    assert!(fence_cmds(&cmds).is_empty(), "{cmds:?}");
+    // But a replica that claims to be a master outside any failover is.
+    let mut c = fencing_core_for(3);
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    let cmds = info(&mut c, 250, 3, master_info(&[]));
+    assert_eq!(fence_cmds(&cmds), vec![true], "{cmds:?}");
+}
+
+fn peer_report(c: &mut Core, t: u64, from: u64, sdown: &[u16], epoch: u64) -> Vec<Command> {
+    c.handle(
+        now(t),
+        Input::PeerReport {
+            from,
+            report: Report {
+                sdown: sdown.iter().map(|p| a(*p)).collect(),
+                log_last_index: 0,
+                epochs: [("g".to_string(), epoch)].into(),
+            },
+        },
+    )
+}
+
+#[test]
+fn direct_contact_with_a_majority_keeps_a_healthy_master_unfenced_without_a_leader() {
+    let mut c = fencing_core();
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    // The leader's host is cut: no read-index confirmation after t=100, but
+    // daemon 2 keeps reporting that it sees the local master up.
+    for t in (100..=2000).step_by(100) {
+        info(&mut c, t, 1, master_info(&[2, 3]));
+        peer_report(&mut c, t, 2, &[], 0);
+        assert!(
+            fence_cmds(&c.handle(now(t), Input::Tick)).is_empty(),
+            "fenced at {t}"
+        );
+    }
+    // Daemon 2 goes quiet too: fenced once its last report is too old.
+    assert!(fence_cmds(&c.handle(now(2499), Input::Tick)).is_empty());
+    assert_eq!(fence_cmds(&c.handle(now(2501), Input::Tick)), vec![true]);
+
+    // A peer that sees the local master down does not count.
+    let mut c = fencing_core();
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    peer_report(&mut c, 600, 2, &[1], 0);
+    let cmds = info(&mut c, 600, 1, master_info(&[2, 3]));
+    assert_eq!(fence_cmds(&cmds), vec![true]);
+
+    // A peer that applied a newer epoch: a failover this daemon has not
+    // seen yet. Fenced at once, even with read-index contact.
+    let mut c = fencing_core();
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    info(&mut c, 150, 1, master_info(&[2, 3]));
+    let cmds = peer_report(&mut c, 200, 3, &[], 1);
+    assert_eq!(fence_cmds(&cmds), vec![true]);
+    assert!(events(&cmds).iter().any(|e| e.contains("epoch 1")));
 }
