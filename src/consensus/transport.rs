@@ -59,6 +59,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed for the TCP connect. Short: an attempt started while a link
 /// is cut must not delay the reconnection after the cut heals by much.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// `TCP_USER_TIMEOUT` of outbound connections.
+pub const USER_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Time the server waits for the node to answer a control request.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent inbound connections accepted by [`serve`]; more are dropped.
@@ -380,6 +382,10 @@ async fn connect(
             source,
         })?;
     let _ = stream.set_nodelay(true);
+    // Unacknowledged data for this long breaks the connection (a cut link),
+    // so the sender reconnects instead of waiting out TCP's back-off, which
+    // after a 10 s cut delays the first retransmission by seconds.
+    let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(USER_TIMEOUT));
     timeout(
         HANDSHAKE_TIMEOUT,
         client_handshake(&mut stream, addr, me, expected, secret),

@@ -5,8 +5,9 @@
 //!
 //! "Cut off" means neither of these for `fence_after`:
 //! - a confirmed read-index (a round trip to a leader that reached a quorum);
-//! - direct contact with a majority: fresh reports from enough peers that,
-//!   with this daemon, they are a majority of the voters, none of them sees
+//! - direct two-way contact with a majority: fresh reports, each echoing one
+//!   of this daemon's own reports sent within `fence_after`, from enough peers
+//!   that, with this daemon, they are a majority of the voters, none of them sees
 //!   the local instance down, none has applied a newer epoch of its group, and
 //!   the group's `quorum` is larger than the number of the other daemons, so
 //!   no objective-down (and so no automatic failover) can be reached without
@@ -122,8 +123,15 @@ impl Core {
             .peers
             .all(now.mono_ms)
             .filter(|(id, age, r)| {
+                // Two-way: the peer echoes one of our reports sent recently.
+                let echoed = r
+                    .heard
+                    .get(&self.cfg.me)
+                    .and_then(|seq| self.report_sent_at(*seq))
+                    .is_some_and(|at| now.mono_ms.saturating_sub(at) <= fc.fence_after_ms);
                 *id != self.cfg.me
                     && *age <= fc.fence_after_ms
+                    && echoed
                     && !r.sdown.contains(&fc.local)
                     && r.epochs.get(name).is_some_and(|e| *e <= g.epoch)
             })

@@ -21,6 +21,14 @@ pub struct Report {
     /// (fencing, `fence.rs`). Absent in reports of older versions.
     #[serde(default)]
     pub epochs: BTreeMap<String, u64>,
+    /// Sender's report number: grows with every report, and across restarts
+    /// (it starts from the wall clock).
+    #[serde(default)]
+    pub seq: u64,
+    /// The latest `seq` the sender received from each peer. Echoed back, it
+    /// proves two-way contact (fencing, `fence.rs`).
+    #[serde(default)]
+    pub heard: BTreeMap<NodeId, u64>,
 }
 
 /// This daemon's view of one instance.

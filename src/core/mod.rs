@@ -261,6 +261,8 @@ const PROPOSAL_RETRY_MS: u64 = 1_000;
 const ACTION_RETRY_MS: u64 = 300;
 /// Retry delay after a `-LOADING` reply.
 const LOADING_RETRY_MS: u64 = 20;
+/// Reports whose send time is remembered (for two-way contact, `fence.rs`).
+const SENT_REPORTS_KEPT: usize = 64;
 /// An action whose result never came back is forgotten after this.
 const ACTION_LOST_MS: u64 = 30_000;
 
@@ -273,6 +275,11 @@ pub struct Core {
     peers: PeerViews,
     raft: RaftState,
     last_report: Option<(u64, Report)>,
+    /// Number of the last report sent, and the mono time of recent ones.
+    report_seq: u64,
+    sent_reports: std::collections::VecDeque<(u64, u64)>,
+    /// The latest report number received from each peer.
+    heard: BTreeMap<NodeId, u64>,
     pending: BTreeMap<String, (Entry, u64)>,
     inflight: BTreeMap<u64, InFlight>,
     next_action_id: u64,
@@ -306,6 +313,9 @@ impl Core {
             peers: PeerViews::default(),
             raft: RaftState::default(),
             last_report: None,
+            report_seq: 0,
+            sent_reports: std::collections::VecDeque::new(),
+            heard: BTreeMap::new(),
             pending: BTreeMap::new(),
             inflight: BTreeMap::new(),
             next_action_id: 1,
@@ -325,6 +335,14 @@ impl Core {
 
     pub fn topology(&self) -> &Topology {
         &self.topo
+    }
+
+    /// When the report `seq` of ours was sent (mono ms), if it is recent.
+    pub(crate) fn report_sent_at(&self, seq: u64) -> Option<u64> {
+        self.sent_reports
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, at)| *at)
     }
 
     /// The local instance is fenced, as far as this core knows.
@@ -348,6 +366,7 @@ impl Core {
             Input::Probe { addr, result } => self.on_probe(now, addr, result),
             Input::PeerReport { from, report } => {
                 if from != self.cfg.me {
+                    self.heard.insert(from, report.seq);
                     self.peers.record(from, now.mono_ms, report);
                 }
             }
@@ -729,6 +748,7 @@ impl Core {
                 .iter()
                 .map(|(name, g)| (name.clone(), g.epoch))
                 .collect(),
+            ..Report::default()
         };
         let due = match &self.last_report {
             None => true,
@@ -738,7 +758,16 @@ impl Core {
         };
         if due {
             self.last_report = Some((now.mono_ms, report.clone()));
-            out.push(Command::Broadcast(report));
+            self.report_seq = (self.report_seq + 1).max(now.wall_ms);
+            self.sent_reports.push_back((self.report_seq, now.mono_ms));
+            if self.sent_reports.len() > SENT_REPORTS_KEPT {
+                self.sent_reports.pop_front();
+            }
+            out.push(Command::Broadcast(Report {
+                seq: self.report_seq,
+                heard: self.heard.clone(),
+                ..report
+            }));
         }
     }
 

@@ -147,6 +147,7 @@ fn peer_sees_down(c: &mut Core, t: u64, from: u64, ports: &[u16]) -> Vec<Command
                 sdown: ports.iter().map(|p| a(*p)).collect(),
                 log_last_index: 0,
                 epochs: [("g".to_string(), 0)].into(),
+                ..Default::default()
             },
         },
     )
@@ -195,11 +196,8 @@ fn sdown_only_after_down_after_without_valid_reply() {
     assert!(events(&cmds).is_empty(), "{cmds:?}");
     let cmds = c.handle(now(1101), Input::Tick);
     assert!(events(&cmds).contains(&"+sdown master g 127.0.0.1 1".to_string()));
-    assert!(cmds.contains(&Command::Broadcast(Report {
-        sdown: [a(1)].into(),
-        log_last_index: 0,
-        epochs: [("g".to_string(), 0)].into(),
-    })));
+    assert!(cmds.iter().any(|c| matches!(c, Command::Broadcast(r)
+        if r.sdown == [a(1)].into() && r.epochs == [("g".to_string(), 0)].into())));
     let cmds = pong(&mut c, 1200, 1);
     assert!(events(&cmds).contains(&"-sdown master g 127.0.0.1 1".to_string()));
 }
@@ -1056,15 +1054,31 @@ fn a_switchover_away_or_a_promotion_to_the_local_instance_does_not_fence_it() {
     assert_eq!(fence_cmds(&cmds), vec![true], "{cmds:?}");
 }
 
+/// A report from peer `from` that echoes our latest report (two-way contact).
 fn peer_report(c: &mut Core, t: u64, from: u64, sdown: &[u16], epoch: u64) -> Vec<Command> {
+    let echo = c.report_seq;
+    peer_report_echoing(c, t, from, sdown, epoch, echo)
+}
+
+fn peer_report_echoing(
+    c: &mut Core,
+    t: u64,
+    from: u64,
+    sdown: &[u16],
+    epoch: u64,
+    echo: u64,
+) -> Vec<Command> {
+    let me = c.cfg.me;
     c.handle(
         now(t),
         Input::PeerReport {
             from,
             report: Report {
                 sdown: sdown.iter().map(|p| a(*p)).collect(),
-                log_last_index: 0,
                 epochs: [("g".to_string(), epoch)].into(),
+                seq: t,
+                heard: [(me, echo)].into(),
+                ..Default::default()
             },
         },
     )
@@ -1084,9 +1098,26 @@ fn direct_contact_with_a_majority_keeps_a_healthy_master_unfenced_without_a_lead
             "fenced at {t}"
         );
     }
-    // Daemon 2 goes quiet too: fenced once its last report is too old.
-    assert!(fence_cmds(&c.handle(now(2499), Input::Tick)).is_empty());
+    // Daemon 2 goes quiet too: fenced once its last report, and our report it
+    // echoed (sent at most one report interval, 200 ms, before it), are too old.
+    assert!(fence_cmds(&c.handle(now(2299), Input::Tick)).is_empty());
     assert_eq!(fence_cmds(&c.handle(now(2501), Input::Tick)), vec![true]);
+
+    // One-way: daemon 2's reports arrive, but it never hears ours (it echoes
+    // only a report from before the cut). That is no contact.
+    let mut c = fencing_core();
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    let old = c.report_seq;
+    for t in (100..=2000).step_by(100) {
+        let mut cmds = info(&mut c, t, 1, master_info(&[2, 3]));
+        cmds.extend(peer_report_echoing(&mut c, t, 2, &[], 0, old));
+        cmds.extend(c.handle(now(t), Input::Tick));
+        if fence_cmds(&cmds) == vec![true] {
+            assert!((500..=700).contains(&t), "fenced at {t}");
+            break;
+        }
+        assert!(t < 700, "not fenced at {t}");
+    }
 
     // A peer that sees the local master down does not count.
     let mut c = fencing_core();
