@@ -21,6 +21,8 @@
 #   restart_daemons          kill -9 the three daemons, start them again
 #   oneway_in_master         the master's host receives nothing for CHAOS_CUT_S
 #   oneway_out_master        the master's host sends nothing for CHAOS_CUT_S
+#   cut_master_from_leader   only the link between the master's host and the
+#                            Raft leader's host is cut, for CHAOS_CUT_S
 #   master_back_during_failover  (extra) kill -9 the master and start it again
 #                            so that it answers right when the daemons decide
 #                            to fail over (about down_after_ms after the kill)

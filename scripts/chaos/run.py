@@ -59,6 +59,7 @@ SCENARIOS = [
     "restart_daemons",
     "oneway_in_master",
     "oneway_out_master",
+    "cut_master_from_leader",
     "master_back_during_failover",
     "stall_master",
 ]
@@ -440,6 +441,20 @@ def sc_cut_leader(sc, view):
     return fault(t0, t1, end, minority=[lh], heal_start=h0)
 
 
+def sc_cut_master_from_leader(sc, view):
+    """A partial partition: only the link between the master's host and the
+    Raft leader's host is cut (both ways); each still reaches the third host.
+    The master's daemon gets no read-index from the leader, but it is in
+    two-way contact with the third daemon, which sees the master up: it must
+    not fence, and no failover may happen (quorum 2, one daemon sees it down)."""
+    m = host_of(view["master"])
+    view = move_leader_off(sc, view, m)
+    lh = f"n{view['leader']}"
+    sc.mark("leader", host=lh, master=m)
+    t0, t1, h0, end = cut_host(sc, m, lh)
+    return fault(t0, t1, end, minority=[], heal_start=h0, note=f"{m} <-> {lh} cut")
+
+
 def sc_kill_master_and_leader(sc, view):
     m = host_of(view["master"])
     lh = f"n{view['leader']}"
@@ -549,6 +564,7 @@ RUNNERS = {
     "cut_master": sc_cut_master,
     "cut_replica": sc_cut_replica,
     "cut_leader": sc_cut_leader,
+    "cut_master_from_leader": sc_cut_master_from_leader,
     "kill_master_and_leader": sc_kill_master_and_leader,
     "restart_old_master": sc_restart_old_master,
     "master_flapping": sc_master_flapping,
