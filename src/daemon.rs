@@ -145,6 +145,13 @@ async fn apply_fence(
                 .await
                 .map_err(|e| e.to_string())?
                 .unwrap_or_else(|| "0".into());
+            // Already at the fence value with no file (a lift that failed half
+            // way): that is not the operator's setting.
+            let orig = if orig == FENCE_MIN_REPLICAS {
+                "0".to_string()
+            } else {
+                orig
+            };
             let json = serde_json::json!({ "min-replicas-to-write": orig }).to_string();
             std::fs::write(&path, json)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -274,6 +281,8 @@ struct Shell {
     fence_tx: mpsc::Sender<bool>,
     /// Fence changes being applied.
     fence_inflight: usize,
+    /// run_id of the local instance when last seen.
+    local_run_id: Option<String>,
     metrics: Arc<Metrics>,
     metrics_tx: watch::Sender<String>,
     notifier: Notifier,
@@ -650,19 +659,21 @@ impl Shell {
             _ => {}
         }
         // `raftinel guard` may have started the local instance fenced (it
-        // writes fence.json first): take the file as the truth whenever no
+        // writes fence.json before redis starts). So when the local instance
+        // restarted (a new run_id), take the file as the truth, unless a
         // fence change of ours is under way.
-        if matches!(p.result, ProbeResult::Info(_))
-            && self.cfg.local_redis.as_ref() == Some(&p.addr)
-            && self.fence_inflight == 0
-        {
-            let on = fence_file(&self.cfg).exists();
-            if on != self.core.fenced() {
-                info!(
-                    message = "fence state of the local redis taken from fence.json",
-                    on
-                );
-                self.feed(Input::FenceState { on });
+        if let ProbeResult::Info(i) = &p.result {
+            if self.cfg.local_redis.as_ref() == Some(&p.addr) {
+                let restarted = self.local_run_id.as_ref().is_some_and(|r| *r != i.run_id);
+                self.local_run_id = Some(i.run_id.clone());
+                let on = fence_file(&self.cfg).exists();
+                if restarted && self.fence_inflight == 0 && on != self.core.fenced() {
+                    info!(
+                        message = "local redis restarted: fence state taken from fence.json",
+                        on
+                    );
+                    self.feed(Input::FenceState { on });
+                }
             }
         }
         self.feed(Input::Probe {
@@ -1022,6 +1033,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         events_tx: events_tx.clone(),
         fence_tx,
         fence_inflight: 0,
+        local_run_id: None,
         notifier: Notifier::with_metrics(cfg_notify, metrics.clone()),
         metrics,
         metrics_tx,

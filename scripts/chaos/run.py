@@ -694,8 +694,24 @@ def analyse(sc, flt, before, conv, t_stop, final_master, final_items):
             # Acknowledged while the producer's host was cut off.
             side_min = h in flt["minority"] and start <= a[2] <= cut_end
             (mino if side_min else maj).append((h, *a))
-    lost_maj = [a for a in maj if a[1] not in present]
+    lost_all_maj = [a for a in maj if a[1] not in present]
     lost_min = [a for a in mino if a[1] not in present]
+    # Writes that an instance acknowledged while `kill -9` of it was being
+    # carried out: the reply left, the replication stream did not, and the
+    # process died. No failover can recover them with Redis's asynchronous
+    # replication; they are reported apart (lost_majority_at_kill) and are
+    # not a violation. Every other majority-side loss is.
+    kills = []
+    for e in sc.events:
+        p_ = e.get("event", "").split()
+        if len(p_) >= 4 and p_[:2] == ["testbed", "kill"] and p_[3] in ("redis", "all"):
+            kills.append((redis_of(p_[2]), e["t"], e.get("t_end", e["t"])))
+
+    def at_kill(a):
+        return any(a[4] == r and k0 <= a[3] <= k1 for r, k0, k1 in kills)
+
+    lost_at_kill = [a for a in lost_all_maj if at_kill(a)]
+    lost_maj = [a for a in lost_all_maj if not at_kill(a)]
     min_after = [a for a in mino if a[2] > deadline]
 
     # Two writable masters.
@@ -816,6 +832,7 @@ def analyse(sc, flt, before, conv, t_stop, final_master, final_items):
         "ok": not violations,
         "acked_majority": len(maj),
         "lost_majority": len(lost_maj),
+        "lost_majority_at_kill": len(lost_at_kill),
         "acked_minority": len(mino),
         "lost_minority": len(lost_min),
         "minority_acked_after_fence": len(min_after),
@@ -953,6 +970,11 @@ def reanalyse(out):
         saved = json.load(f)
     sc = Scenario(os.path.basename(out.rstrip("/")), out)
     sc.down_after_ms, sc.fence_after_ms = saved["down_after_ms"], saved["fence_after_ms"]
+    try:
+        with open(os.path.join(out, "events.jsonl"), encoding="utf-8") as f:
+            sc.events = [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        pass
     sc.refresh()
     flt = saved["flt"]
     flt["daemons"], flt["redises"] = set(flt["daemons"]), set(flt["redises"])

@@ -125,7 +125,9 @@ impl Core {
                     self.propose(now, e, out);
                 } else if let FailoverKind::Switchover { timeout_ms } = f.kind {
                     self.drive_switchover(now, spec, &f, timeout_ms, out);
-                } else if self.old_master_back(now, spec, &f, out) {
+                } else if !(timed_out || self.is_sdown(now, &f.to))
+                    && self.old_master_back(now, spec, &f, out)
+                {
                     // Handled: aborted, or the old master is being demoted.
                 } else if timed_out || self.is_sdown(now, &f.to) {
                     let reason = if timed_out {
@@ -340,6 +342,7 @@ impl Core {
             .collect();
         match select(&candidates, spec.down_after_ms, master_down_ms) {
             Ok(to) => {
+                self.started_here.insert((spec.name.clone(), g.epoch + 1));
                 let e = Entry::StartFailover {
                     group: spec.name.clone(),
                     epoch: g.epoch + 1,
@@ -381,8 +384,10 @@ impl Core {
     /// The old master of an automatic or forced failover answers again as a
     /// master while its replica is being promoted (it restarted, or it had
     /// stalled). Two masters must never take writes, so:
-    /// - automatic failover, promotion not sent yet: abort. The old master is
-    ///   healthy and holds every write it acknowledged; the replica may not.
+    /// - automatic failover this leader started, promotion not sent yet:
+    ///   abort. The old master is healthy and holds every write it
+    ///   acknowledged; the replica may not. (A new leader cannot know whether
+    ///   its predecessor sent the promotion, so it demotes instead.)
     /// - otherwise (forced, or the promotion may already have run): demote the
     ///   old master to the new one first; a forced failover promotes only once
     ///   the old master is a replica or down.
@@ -410,7 +415,11 @@ impl Core {
             .get(&f.to)
             .and_then(|h| h.info_since(self.changed_at(&spec.name)))
             .is_some_and(|i| i.is_master());
-        if f.kind == FailoverKind::Auto && !self.promote_sent.contains(&key) && !to_is_master {
+        if f.kind == FailoverKind::Auto
+            && self.started_here.contains(&key)
+            && !self.promote_sent.contains(&key)
+            && !to_is_master
+        {
             let e = Entry::AbortFailover {
                 group: spec.name.clone(),
                 epoch: f.epoch,

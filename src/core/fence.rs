@@ -6,7 +6,11 @@
 //! "Cut off" means neither of these for `fence_after`:
 //! - a confirmed read-index (a round trip to a leader that reached a quorum);
 //! - direct two-way contact with a majority: fresh reports, each echoing one
-//!   of this daemon's own reports sent within `fence_after`, from enough peers
+//!   of this daemon's own reports, sent at `at`, with the sender's last reply
+//!   from the local instance `reply_age` old, such that
+//!   `now - at + reply_age <= fence_after` (so the sender cannot see the
+//!   instance down, and vote for a failover, before the fence would land
+//!   after a cut), from enough peers
 //!   that, with this daemon, they are a majority of the voters, none of them sees
 //!   the local instance down, none has applied a newer epoch of its group, and
 //!   the group's `quorum` is larger than the number of the other daemons, so
@@ -123,12 +127,20 @@ impl Core {
             .peers
             .all(now.mono_ms)
             .filter(|(id, age, r)| {
-                // Two-way: the peer echoes one of our reports sent recently.
+                // Two-way: the peer echoes one of our reports, sent at `at`,
+                // so its report left after `at`, and its last reply from the
+                // local instance came at the earliest `at - reply_age`. It
+                // cannot see the instance down before that plus `down_after`;
+                // the fence must land earlier, as after a cut: so the contact
+                // counts while `now - at + reply_age <= fence_after`.
                 let echoed = r
                     .heard
                     .get(&self.cfg.me)
                     .and_then(|seq| self.report_sent_at(*seq))
-                    .is_some_and(|at| now.mono_ms.saturating_sub(at) <= fc.fence_after_ms);
+                    .zip(r.reply_age_ms.get(&fc.local))
+                    .is_some_and(|(at, age)| {
+                        now.mono_ms.saturating_sub(at).saturating_add(*age) <= fc.fence_after_ms
+                    });
                 *id != self.cfg.me
                     && *age <= fc.fence_after_ms
                     && echoed
@@ -181,7 +193,11 @@ impl Core {
             return;
         }
         // Fenced: lift only when the cluster says this instance may write.
+        // Not while any daemon sees it down: a failover may be imminent (a
+        // restarted master the guard started fenced must stay fenced until
+        // the peers see it up again).
         let committed_master = forbidden.is_none()
+            && self.down_votes(now, &fc.local).is_empty()
             && self
                 .topo
                 .groups

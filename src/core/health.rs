@@ -29,6 +29,10 @@ pub struct Report {
     /// proves two-way contact (fencing, `fence.rs`).
     #[serde(default)]
     pub heard: BTreeMap<NodeId, u64>,
+    /// Per instance, ms since the sender's last valid reply from it. Bounds
+    /// how soon the sender could see it down (fencing, `fence.rs`).
+    #[serde(default)]
+    pub reply_age_ms: BTreeMap<Addr, u64>,
 }
 
 /// This daemon's view of one instance.

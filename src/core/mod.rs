@@ -294,6 +294,9 @@ pub struct Core {
     /// Promotions this daemon sent, per (group, epoch): from then on a
     /// returning old master is demoted, not a reason to abort.
     promote_sent: BTreeSet<(String, u64)>,
+    /// Failovers this leader proposed itself (a new leader never knows
+    /// whether its predecessor already sent the promotion).
+    started_here: BTreeSet<(String, u64)>,
     /// Switchovers this leader started itself (a new leader aborts the others).
     own_switchovers: BTreeSet<(String, u64)>,
     /// Switchovers whose composite action failed, with the reason.
@@ -326,6 +329,7 @@ impl Core {
             sdown_announced: BTreeSet::new(),
             promoted_confirmed: BTreeSet::new(),
             promote_sent: BTreeSet::new(),
+            started_here: BTreeSet::new(),
             own_switchovers: BTreeSet::new(),
             switch_failed: BTreeMap::new(),
             fence: fence::FenceState::default(),
@@ -378,6 +382,7 @@ impl Core {
                     self.inflight.clear();
                     self.pending.clear();
                     self.own_switchovers.clear();
+                    self.started_here.clear();
                 }
                 self.raft = st;
             }
@@ -763,9 +768,18 @@ impl Core {
             if self.sent_reports.len() > SENT_REPORTS_KEPT {
                 self.sent_reports.pop_front();
             }
+            let reply_age_ms = self
+                .health
+                .iter()
+                .filter_map(|(a, h)| {
+                    h.last_ok_ms
+                        .map(|t| (a.clone(), now.mono_ms.saturating_sub(t)))
+                })
+                .collect();
             out.push(Command::Broadcast(Report {
                 seq: self.report_seq,
                 heard: self.heard.clone(),
+                reply_age_ms,
                 ..report
             }));
         }

@@ -905,14 +905,36 @@ fn follower_with_failover_started(kind: FailoverKind) -> Core {
 
 #[test]
 fn old_master_answering_before_promotion_aborts_the_failover() {
-    let mut c = follower_with_failover_started(FailoverKind::Auto);
+    let mut c = initialised_leader();
+    replicas_healthy(&mut c, 1000, 1);
+    peer_sees_down(&mut c, 1000, 2, &[1]);
+    let p = proposals(&c.handle(now(1001), Input::Tick));
+    assert!(matches!(&p[..], [Entry::StartFailover { to, .. }] if *to == a(2)));
+    // The target cannot be promoted right away (an earlier action failed).
+    c.retry_after.insert(a(2), 1200);
+    let cmds = apply(&mut c, 1010, p[0].clone());
+    assert!(actions(&cmds).is_empty(), "{cmds:?}");
     // The old master restarted (or resumed) and answers as a master.
-    info(&mut c, 450, 1, master_info(&[3]));
-    let cmds = c.handle(now(500), leader());
+    let cmds = info(&mut c, 1100, 1, master_info(&[3]));
     assert!(actions(&cmds).is_empty(), "no promotion: {cmds:?}");
     assert!(
         matches!(&proposals(&cmds)[..], [Entry::AbortFailover { epoch: 1, reason, .. }]
             if reason.contains("answers again")),
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn a_new_leader_demotes_a_returning_old_master_instead_of_aborting() {
+    // It cannot know whether its predecessor already sent the promotion.
+    let mut c = follower_with_failover_started(FailoverKind::Auto);
+    info(&mut c, 450, 1, master_info(&[3]));
+    let cmds = c.handle(now(500), leader());
+    assert!(proposals(&cmds).is_empty(), "{cmds:?}");
+    let acts = actions(&cmds);
+    assert!(
+        acts.iter()
+            .any(|x| x.target == a(1) && x.op == Op::ReplicaOf(a(3))),
         "{cmds:?}"
     );
 }
@@ -1078,6 +1100,7 @@ fn peer_report_echoing(
                 epochs: [("g".to_string(), epoch)].into(),
                 seq: t,
                 heard: [(me, echo)].into(),
+                reply_age_ms: [(a(me as u16), 50)].into(),
                 ..Default::default()
             },
         },
@@ -1118,6 +1141,35 @@ fn direct_contact_with_a_majority_keeps_a_healthy_master_unfenced_without_a_lead
         }
         assert!(t < 700, "not fenced at {t}");
     }
+
+    // A peer whose last reply from the local master is old could see it
+    // down (and vote for a failover) before a fence would land: no contact.
+    let mut c = fencing_core();
+    c.handle(now(100), Input::QuorumContact { at_ms: 100 });
+    let mut fenced_at = None;
+    for t in (100..=2000).step_by(100) {
+        let mut cmds = info(&mut c, t, 1, master_info(&[2, 3]));
+        let echo = c.report_seq;
+        let me = c.cfg.me;
+        cmds.extend(c.handle(
+            now(t),
+            Input::PeerReport {
+                from: 2,
+                report: Report {
+                    epochs: [("g".to_string(), 0)].into(),
+                    seq: t,
+                    heard: [(me, echo)].into(),
+                    reply_age_ms: [(a(1), 450)].into(),
+                    ..Default::default()
+                },
+            },
+        ));
+        if fence_cmds(&cmds) == vec![true] {
+            fenced_at = Some(t);
+            break;
+        }
+    }
+    assert_eq!(fenced_at, Some(600), "fenced as if cut off");
 
     // A peer that sees the local master down does not count.
     let mut c = fencing_core();
